@@ -1,0 +1,196 @@
+//! Classification: a verified ONNX model run by tract on the CPU.
+//!
+//! This module knows models and tensors, never cameras: it takes `u8` inputs from [`crate::preprocess`] and
+//! returns class probabilities.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::frame::Frame;
+use crate::model::{ModelBytes, ModelCard, ModelError, ModelSource};
+use crate::preprocess::{self, Class, CLASSES};
+
+/// The result for one cell.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    /// The most probable class.
+    pub class: Class,
+    /// Its probability.
+    pub confidence: f32,
+    /// Softmax probabilities in [`CLASSES`] order.
+    pub probs: [f32; 4],
+}
+
+impl Prediction {
+    /// Softmax of logits, arg-max first on ties.
+    pub fn from_logits(logits: [f32; 4]) -> Prediction {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut probs = logits.map(|l| (l - max).exp());
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= sum);
+        let (i, &confidence) =
+            probs.iter().enumerate().fold(
+                (0, &probs[0]),
+                |best, cur| if cur.1 > best.1 { cur } else { best },
+            );
+        Prediction {
+            class: CLASSES[i],
+            confidence,
+            probs,
+        }
+    }
+}
+
+/// A loaded, optimised tract plan and its card.
+#[derive(Clone)]
+pub struct Classifier {
+    plan: Arc<TypedRunnableModel>,
+    card: ModelCard,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("path", &self.path)
+            .field("card", &self.card.name)
+            .finish()
+    }
+}
+
+/// Why an inference failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: inference failed: {reason}")]
+pub struct InferenceError {
+    path: PathBuf,
+    reason: String,
+}
+
+impl Classifier {
+    /// Loads, verifies and optimises a model.
+    pub fn load(source: &ModelSource) -> Result<Self, ModelError> {
+        Classifier::from_verified(source.load()?)
+    }
+
+    /// The embedded default model.
+    pub fn embedded() -> Result<Self, ModelError> {
+        Classifier::load(&ModelSource::Embedded)
+    }
+
+    /// Builds the plan from bytes that already passed [`crate::model::verify`].
+    pub fn from_verified(model: ModelBytes) -> Result<Self, ModelError> {
+        let path = model.path.clone();
+        let onnx_err = |e: TractError| ModelError::Onnx {
+            path: path.clone(),
+            reason: format!("{e:#}"),
+        };
+        let typed = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(&model.onnx))
+            .map_err(onnx_err)?
+            .with_input_fact(0, f32::fact(preprocess::INPUT_SHAPE).into())
+            .map_err(onnx_err)?
+            .into_optimized()
+            .map_err(onnx_err)?;
+        if typed.inputs.len() != 1 || typed.outputs.len() != 1 {
+            return Err(ModelError::Incompatible {
+                path,
+                reason: format!(
+                    "expected 1 input and 1 output, found {} and {}",
+                    typed.inputs.len(),
+                    typed.outputs.len()
+                ),
+            });
+        }
+        let out = typed.output_fact(0).map_err(onnx_err)?.clone();
+        let want: TVec<TDim> = tvec![1.into(), (CLASSES.len() as i64).into()];
+        if out.shape.to_tvec() != want || out.datum_type != f32::datum_type() {
+            return Err(ModelError::Incompatible {
+                path,
+                reason: format!(
+                    "output is {:?} {:?}, expected f32 [1, {}] logits",
+                    out.datum_type,
+                    out.shape,
+                    CLASSES.len()
+                ),
+            });
+        }
+        let plan = typed.into_runnable().map_err(onnx_err)?;
+        Ok(Classifier {
+            plan,
+            card: model.card,
+            path,
+        })
+    }
+
+    /// The model card.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// Logits for one normalised CHW input (`3 × INPUT × INPUT` values).
+    pub fn logits(&self, chw: &[f32]) -> Result<[f32; 4], InferenceError> {
+        let err = |e: TractError| InferenceError {
+            path: self.path.clone(),
+            reason: format!("{e:#}"),
+        };
+        let input = Tensor::from_shape(&preprocess::INPUT_SHAPE, chw).map_err(err)?;
+        let out = self.plan.run(tvec!(input.into_tvalue())).map_err(err)?;
+        let view = out[0].to_plain_array_view::<f32>().map_err(err)?;
+        let mut logits = [0f32; 4];
+        for (dst, src) in logits.iter_mut().zip(view.iter()) {
+            *dst = *src;
+        }
+        Ok(logits)
+    }
+
+    /// Classifies a `u8` model input (an [`preprocess::INPUT`]-square image from [`preprocess::cell_input`]).
+    pub fn classify_input(&self, input: &Frame) -> Result<Prediction, InferenceError> {
+        Ok(Prediction::from_logits(
+            self.logits(&preprocess::normalize(input))?,
+        ))
+    }
+
+    /// Classifies a frame holding one white cell (the Kaggle images): scale, locate, crop, classify.
+    pub fn classify_frame(&self, frame: &Frame) -> Result<Prediction, InferenceError> {
+        self.classify_input(&preprocess::frame_input(frame).0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_picks_max() {
+        let p = Prediction::from_logits([0.0, 3.0, 1.0, -2.0]);
+        assert_eq!(p.class, Class::Lymphocyte);
+        assert!((p.probs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(p.confidence, p.probs[1]);
+    }
+
+    #[test]
+    fn embedded_model_classifies_a_frame() {
+        let c = Classifier::embedded().expect("embedded model loads");
+        let f = Frame::filled(320, 240, [200, 180, 200]).unwrap();
+        let p = c.classify_frame(&f).unwrap();
+        assert!(p.probs.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn random_bytes_model_is_a_clear_error() {
+        let bytes: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let mut card = ModelSource::Embedded.load().unwrap().card;
+        card.sha256 = crate::model::sha256_hex(&bytes);
+        let m = ModelBytes {
+            onnx: bytes,
+            card,
+            path: "random.onnx".into(),
+        };
+        let err = Classifier::from_verified(m).unwrap_err().to_string();
+        assert!(err.contains("random.onnx"), "{err}");
+    }
+}

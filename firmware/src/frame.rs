@@ -1,0 +1,211 @@
+//! Frames: an owned RGB8 image, decoded from a file or handed over by a camera.
+//!
+//! This module only decodes and validates pixels; it knows nothing about cells or models.
+
+use std::path::{Path, PathBuf};
+
+/// Largest frame side we accept when decoding a file. Bigger images are rejected with a clear error rather
+/// than risking a multi-gigabyte allocation on the device.
+pub const MAX_SIDE: u32 = 16_384;
+
+/// An RGB8 frame, row-major, 3 bytes per pixel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    width: u32,
+    height: u32,
+    data: Vec<u8>,
+}
+
+/// Why a frame could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a decodable image (corrupt, truncated or an unsupported format).
+    #[error("{path}: not a decodable JPEG/PNG image: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The pixel buffer does not match the stated size, or the size is zero or too large.
+    #[error("bad frame geometry {width}x{height} with {len} bytes")]
+    Geometry {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Buffer length in bytes.
+        len: usize,
+    },
+}
+
+impl Frame {
+    /// Wraps an RGB8 buffer; fails when the length is not `width * height * 3` or a side is zero.
+    pub fn new(width: u32, height: u32, data: Vec<u8>) -> Result<Self, FrameError> {
+        let ok = width > 0
+            && height > 0
+            && width <= MAX_SIDE
+            && height <= MAX_SIDE
+            && data.len() == width as usize * height as usize * 3;
+        if !ok {
+            return Err(FrameError::Geometry {
+                width,
+                height,
+                len: data.len(),
+            });
+        }
+        Ok(Frame {
+            width,
+            height,
+            data,
+        })
+    }
+
+    /// A frame of one colour.
+    pub fn filled(width: u32, height: u32, rgb: [u8; 3]) -> Result<Self, FrameError> {
+        let data = rgb
+            .iter()
+            .copied()
+            .cycle()
+            .take(width as usize * height as usize * 3)
+            .collect();
+        Frame::new(width, height, data)
+    }
+
+    /// Decodes a JPEG or PNG file.
+    pub fn open(path: &Path) -> Result<Self, FrameError> {
+        let bytes = std::fs::read(path).map_err(|source| FrameError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Frame::decode(&bytes).map_err(|e| match e {
+            FrameError::Decode { reason, .. } => FrameError::Decode {
+                path: path.to_owned(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Decodes JPEG or PNG bytes (the error's path is empty; [`Frame::open`] fills it in).
+    pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
+        let decode_err = |reason: String| FrameError::Decode {
+            path: PathBuf::new(),
+            reason,
+        };
+        let format = image::guess_format(bytes).map_err(|e| decode_err(e.to_string()))?;
+        if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
+            return Err(decode_err(format!("unsupported format {format:?}")));
+        }
+        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_SIDE);
+        limits.max_image_height = Some(MAX_SIDE);
+        limits.max_alloc = Some(1 << 30);
+        reader.limits(limits);
+        let img = reader.decode().map_err(|e| decode_err(e.to_string()))?;
+        let rgb = img.into_rgb8();
+        let (w, h) = rgb.dimensions();
+        Frame::new(w, h, rgb.into_raw())
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The RGB8 bytes, row-major.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The pixel at `(x, y)`; both must be in range.
+    #[inline]
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+
+    /// Scales the frame down by an integer factor, averaging each `f`×`f` block (integer arithmetic).
+    /// The factor is clamped so the result is at least 1×1.
+    pub fn downscale(&self, factor: u32) -> Frame {
+        let f = factor.max(1).min(self.width).min(self.height);
+        if f == 1 {
+            return self.clone();
+        }
+        let (w, h) = (self.width / f, self.height / f);
+        let n = f * f;
+        let mut data = Vec::with_capacity(w as usize * h as usize * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let mut acc = [0u32; 3];
+                for dy in 0..f {
+                    let row = ((y * f + dy) as usize * self.width as usize + (x * f) as usize) * 3;
+                    for px in self.data[row..row + f as usize * 3].chunks_exact(3) {
+                        acc[0] += px[0] as u32;
+                        acc[1] += px[1] as u32;
+                        acc[2] += px[2] as u32;
+                    }
+                }
+                data.extend(acc.iter().map(|&a| ((a + n / 2) / n) as u8));
+            }
+        }
+        Frame {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_wrong_buffer_length() {
+        assert!(Frame::new(2, 2, vec![0; 11]).is_err());
+        assert!(Frame::new(0, 2, vec![]).is_err());
+        assert!(Frame::new(2, 2, vec![0; 12]).is_ok());
+    }
+
+    #[test]
+    fn garbage_bytes_give_decode_error() {
+        let err = Frame::decode(b"definitely not a jpeg").unwrap_err();
+        assert!(matches!(err, FrameError::Decode { .. }), "{err}");
+    }
+
+    #[test]
+    fn open_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("leuko-frame-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("broken.jpeg");
+        std::fs::write(&p, [0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F']).unwrap();
+        let msg = Frame::open(&p).unwrap_err().to_string();
+        assert!(msg.contains("broken.jpeg"), "{msg}");
+    }
+
+    #[test]
+    fn downscale_averages_blocks() {
+        let f = Frame::new(2, 2, vec![0, 0, 0, 10, 10, 10, 20, 20, 20, 30, 30, 30]).unwrap();
+        let d = f.downscale(2);
+        assert_eq!((d.width(), d.height()), (1, 1));
+        assert_eq!(d.pixel(0, 0), [15, 15, 15]);
+        // 1x1 frames survive any factor.
+        let one = Frame::filled(1, 1, [1, 2, 3]).unwrap();
+        assert_eq!(one.downscale(8), one);
+    }
+}

@@ -1,0 +1,299 @@
+//! Model files and their cards: what a model expects, where it came from, and whether the bytes are intact.
+//!
+//! Every model travels as `<name>.onnx` plus `<name>.json` (the card). The default model is compiled into the
+//! binary from `models/`, so the device works with no download. Before any model is used its sha256 is checked
+//! against the card and the card's classes and preprocessing against this build's [`crate::preprocess`]
+//! contract; a mismatch is refused with an error naming the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::preprocess;
+
+/// The embedded default model (ONNX bytes).
+pub const DEFAULT_ONNX: &[u8] = include_bytes!("../../models/edge.onnx");
+/// The embedded default model's card (JSON).
+pub const DEFAULT_CARD: &str = include_str!("../../models/edge.json");
+
+/// The input a model expects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// Name of the ONNX graph input.
+    pub name: String,
+    /// `[N, C, H, W]`.
+    pub shape: Vec<usize>,
+    /// Always `"NCHW"` for now.
+    pub layout: String,
+    /// Element type, `"f32"`.
+    pub dtype: String,
+}
+
+/// The preprocessing a model was trained with; must equal this build's contract.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// Training-scale frame `[width, height]`.
+    pub frame: [u32; 2],
+    /// Nucleus-search window side.
+    pub locate_box: u32,
+    /// Crop side at training scale.
+    pub crop: u32,
+    /// Model input side.
+    pub input: u32,
+    /// Normalisation mean per channel.
+    pub mean: [f32; 3],
+    /// Normalisation divisor per channel.
+    pub std: [f32; 3],
+}
+
+impl Preprocessing {
+    /// This build's contract.
+    pub fn current() -> Self {
+        Preprocessing {
+            frame: [preprocess::FRAME_WIDTH, preprocess::FRAME_HEIGHT],
+            locate_box: preprocess::LOCATE_BOX,
+            crop: preprocess::CROP,
+            input: preprocess::INPUT,
+            mean: preprocess::MEAN,
+            std: preprocess::STD,
+        }
+    }
+}
+
+/// A model card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Short name, e.g. `"edge"`.
+    pub name: String,
+    /// Architecture, e.g. `"edge"` or `"resnet101v2"`.
+    pub arch: String,
+    /// `"float"`, `"int8-qdq"` or `"int8-qop"`.
+    pub format: String,
+    /// Output classes in order (data set names).
+    pub classes: Vec<String>,
+    /// The input.
+    pub input: InputSpec,
+    /// The preprocessing contract it was trained with.
+    pub preprocessing: Preprocessing,
+    /// What the single output holds: `"logits"`.
+    pub output: String,
+    /// Lower-case hex sha256 of the ONNX file.
+    pub sha256: String,
+    /// Below this top-class probability a cell is reported as unidentified.
+    pub unidentified_threshold: f32,
+    /// The exact command that trained it.
+    pub training_command: String,
+    /// Measured metrics (free form: split → table).
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+    /// Measured latency and its command (free form).
+    #[serde(default)]
+    pub latency: serde_json::Value,
+}
+
+/// Why a model cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The card is not valid JSON of the expected shape.
+    #[error("{path}: bad model card: {reason}")]
+    Card {
+        /// The card file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The bytes do not hash to the card's sha256 (truncated, corrupt or swapped file).
+    #[error("{path}: sha256 {actual} does not match its card ({expected}); the file is corrupt, truncated or not the model the card describes")]
+    Checksum {
+        /// The model file.
+        path: PathBuf,
+        /// From the card.
+        expected: String,
+        /// Of the bytes.
+        actual: String,
+    },
+    /// The card promises something this build cannot honour.
+    #[error("{path}: {reason}")]
+    Incompatible {
+        /// The model file.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// tract could not load or run the graph.
+    #[error("{path}: cannot load ONNX model: {reason}")]
+    Onnx {
+        /// The model file.
+        path: PathBuf,
+        /// tract's error chain.
+        reason: String,
+    },
+}
+
+/// Where a model comes from.
+#[derive(Clone, Debug)]
+pub enum ModelSource {
+    /// The default model compiled into this binary.
+    Embedded,
+    /// `<file>.onnx` with its card `<file>.json` beside it.
+    File(PathBuf),
+}
+
+/// Lower-case hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The card path for a model file: same stem, `.json`.
+pub fn card_path(onnx: &Path) -> PathBuf {
+    onnx.with_extension("json")
+}
+
+/// A verified model: bytes, card and a display name for errors.
+#[derive(Clone, Debug)]
+pub struct ModelBytes {
+    /// ONNX bytes.
+    pub onnx: Vec<u8>,
+    /// The card.
+    pub card: ModelCard,
+    /// Where it came from (for messages).
+    pub path: PathBuf,
+}
+
+impl ModelSource {
+    /// Reads and verifies the model: card parses, sha256 matches, classes and preprocessing agree with this
+    /// build.
+    pub fn load(&self) -> Result<ModelBytes, ModelError> {
+        let (onnx, card_text, path, card_file) = match self {
+            ModelSource::Embedded => (
+                DEFAULT_ONNX.to_vec(),
+                DEFAULT_CARD.to_string(),
+                PathBuf::from("<embedded>/edge.onnx"),
+                PathBuf::from("<embedded>/edge.json"),
+            ),
+            ModelSource::File(p) => {
+                let onnx = std::fs::read(p).map_err(|source| ModelError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                let cp = card_path(p);
+                let card = std::fs::read_to_string(&cp).map_err(|source| ModelError::Io {
+                    path: cp.clone(),
+                    source,
+                })?;
+                (onnx, card, p.clone(), cp)
+            }
+        };
+        let card: ModelCard = serde_json::from_str(&card_text).map_err(|e| ModelError::Card {
+            path: card_file.clone(),
+            reason: e.to_string(),
+        })?;
+        verify(&onnx, &card, &path)?;
+        Ok(ModelBytes { onnx, card, path })
+    }
+}
+
+/// Checks bytes against a card and the card against this build.
+pub fn verify(onnx: &[u8], card: &ModelCard, path: &Path) -> Result<(), ModelError> {
+    let actual = sha256_hex(onnx);
+    if !actual.eq_ignore_ascii_case(card.sha256.trim()) {
+        return Err(ModelError::Checksum {
+            path: path.to_owned(),
+            expected: card.sha256.clone(),
+            actual,
+        });
+    }
+    let ours: Vec<&str> = preprocess::CLASSES.iter().map(|c| c.name()).collect();
+    if card.classes != ours {
+        return Err(ModelError::Incompatible {
+            path: path.to_owned(),
+            reason: format!(
+                "card lists classes {:?}, this build expects {:?}",
+                card.classes, ours
+            ),
+        });
+    }
+    if card.preprocessing != Preprocessing::current() {
+        return Err(ModelError::Incompatible {
+            path: path.to_owned(),
+            reason: format!(
+                "model was trained with preprocessing {:?}, this build uses {:?}",
+                card.preprocessing,
+                Preprocessing::current()
+            ),
+        });
+    }
+    if card.input.shape != preprocess::INPUT_SHAPE {
+        return Err(ModelError::Incompatible {
+            path: path.to_owned(),
+            reason: format!(
+                "card input shape {:?}, this build feeds {:?}",
+                card.input.shape,
+                preprocess::INPUT_SHAPE
+            ),
+        });
+    }
+    if !(0.0..=1.0).contains(&card.unidentified_threshold) {
+        return Err(ModelError::Incompatible {
+            path: path.to_owned(),
+            reason: format!(
+                "unidentified_threshold {} is not a probability",
+                card.unidentified_threshold
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_verifies() {
+        let m = ModelSource::Embedded
+            .load()
+            .expect("embedded model verifies");
+        assert_eq!(m.card.classes.len(), 4);
+    }
+
+    #[test]
+    fn truncated_model_is_refused() {
+        let m = ModelSource::Embedded.load().unwrap();
+        let cut = &m.onnx[..m.onnx.len() / 2];
+        let err = verify(cut, &m.card, Path::new("cut.onnx")).unwrap_err();
+        assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
+        assert!(err.to_string().contains("cut.onnx"));
+    }
+
+    #[test]
+    fn missing_card_names_the_card() {
+        let dir = std::env::temp_dir().join(format!("leuko-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("lonely.onnx");
+        std::fs::write(&p, b"x").unwrap();
+        let err = ModelSource::File(p).load().unwrap_err().to_string();
+        assert!(err.contains("lonely.json"), "{err}");
+    }
+
+    #[test]
+    fn other_preprocessing_is_refused() {
+        let m = ModelSource::Embedded.load().unwrap();
+        let mut card = m.card.clone();
+        card.preprocessing.crop += 1;
+        let err = verify(&m.onnx, &card, Path::new("m.onnx")).unwrap_err();
+        assert!(matches!(err, ModelError::Incompatible { .. }), "{err}");
+    }
+}

@@ -1,0 +1,306 @@
+//! The one preprocessing contract: how a frame becomes a classifier input.
+//!
+//! Host training, host evaluation and the device all call this module, so a model always sees exactly the
+//! pixels it was trained on. It owns the class list, the input geometry and the normalisation; nothing else
+//! in the workspace may hard-code them.
+//!
+//! The contract, in order:
+//! 1. **Scale**: frames are brought to the training scale, the Kaggle `dataset2` scale of whole 640×480 smear
+//!    frames halved (320×240), by integer block averaging ([`to_training_scale`]).
+//! 2. **Locate**: the stained nucleus is found as the [`LOCATE_BOX`]-square window with the largest sum of
+//!    the integer nucleus score `max(0, B − G)` ([`locate`]). Counting passes its own detections instead.
+//! 3. **Crop**: a [`CROP`]-square window centred there, edge pixels repeated beyond the frame ([`crop`]).
+//! 4. **Resize**: bilinear, fixed point, to [`INPUT`]×[`INPUT`] ([`resize_bilinear`]).
+//! 5. **Normalise**: `(v / 255 − MEAN[c]) / STD[c]`, NCHW `f32` ([`normalize`]).
+//!
+//! Steps 1–4 are integer-only and yield the `u8` input image that the trainer augments and stores; step 5 is
+//! the only float step.
+
+use crate::frame::Frame;
+
+/// The white-cell types, in the model's output order.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Class {
+    /// Eosinophil: bilobed nucleus, orange granules.
+    Eosinophil,
+    /// Lymphocyte: round nucleus filling the cell.
+    Lymphocyte,
+    /// Monocyte: large, kidney-shaped nucleus.
+    Monocyte,
+    /// Neutrophil: 2–5 nuclear lobes.
+    Neutrophil,
+}
+
+/// All classes in output order.
+pub const CLASSES: [Class; 4] = [
+    Class::Eosinophil,
+    Class::Lymphocyte,
+    Class::Monocyte,
+    Class::Neutrophil,
+];
+
+impl Class {
+    /// The data set's folder name, e.g. `"NEUTROPHIL"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Eosinophil => "EOSINOPHIL",
+            Class::Lymphocyte => "LYMPHOCYTE",
+            Class::Monocyte => "MONOCYTE",
+            Class::Neutrophil => "NEUTROPHIL",
+        }
+    }
+
+    /// Parses a data set folder name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Class> {
+        CLASSES
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Position in the model output.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Width of a frame at the training scale (640×480 camera frames halved).
+pub const FRAME_WIDTH: u32 = 320;
+/// Height of a frame at the training scale.
+pub const FRAME_HEIGHT: u32 = 240;
+/// Side of the nucleus-search window at the training scale (about one nucleus).
+pub const LOCATE_BOX: u32 = 40;
+/// Side of the square cut around a cell at the training scale (BCCD WBC boxes: median ~100 px here).
+pub const CROP: u32 = 160;
+/// Side of the model input.
+pub const INPUT: u32 = 128;
+/// Per-channel mean of `v / 255` subtracted before the model.
+pub const MEAN: [f32; 3] = [0.66, 0.62, 0.74];
+/// Per-channel divisor after the mean.
+pub const STD: [f32; 3] = [0.18, 0.20, 0.12];
+
+/// The input tensor shape `[N, C, H, W]` for one image.
+pub const INPUT_SHAPE: [usize; 4] = [1, 3, INPUT as usize, INPUT as usize];
+
+/// Integer factor that brings a frame of `width` pixels to the training scale (at least 1).
+pub fn scale_factor(width: u32, height: u32) -> u32 {
+    let fx = (width + FRAME_WIDTH / 2) / FRAME_WIDTH;
+    let fy = (height + FRAME_HEIGHT / 2) / FRAME_HEIGHT;
+    fx.min(fy).max(1)
+}
+
+/// Step 1: brings a frame to the training scale by integer block averaging.
+pub fn to_training_scale(frame: &Frame) -> Frame {
+    frame.downscale(scale_factor(frame.width(), frame.height()))
+}
+
+/// The integer nucleus score of one pixel: Wright–Giemsa stains nuclei violet (blue above green), while
+/// background, red cells and eosinophil granules have blue close to or below green.
+#[inline]
+pub fn nucleus_score([_, g, b]: [u8; 3]) -> u32 {
+    (b as i32 - g as i32).max(0) as u32
+}
+
+/// Step 2: the centre `(x, y)` of the [`LOCATE_BOX`] window with the largest nucleus score (first in raster
+/// order on ties). Frames smaller than the box use the whole frame.
+pub fn locate(frame: &Frame) -> (u32, u32) {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    // Integral image of the score, (w+1)×(h+1), u32 is enough: 255 × 16384² < 2^32 is false in general, so u64.
+    let mut integral = vec![0u64; (w + 1) * (h + 1)];
+    for y in 0..h {
+        let mut row = 0u64;
+        for x in 0..w {
+            row += nucleus_score(frame.pixel(x as u32, y as u32)) as u64;
+            integral[(y + 1) * (w + 1) + x + 1] = integral[y * (w + 1) + x + 1] + row;
+        }
+    }
+    let bw = (LOCATE_BOX as usize).min(w);
+    let bh = (LOCATE_BOX as usize).min(h);
+    let mut best = (0u64, 0usize, 0usize);
+    for y in 0..=h - bh {
+        for x in 0..=w - bw {
+            let s = integral[(y + bh) * (w + 1) + x + bw] + integral[y * (w + 1) + x]
+                - integral[y * (w + 1) + x + bw]
+                - integral[(y + bh) * (w + 1) + x];
+            if s > best.0 {
+                best = (s, x, y);
+            }
+        }
+    }
+    if best.0 == 0 {
+        return (frame.width() / 2, frame.height() / 2);
+    }
+    ((best.1 + bw / 2) as u32, (best.2 + bh / 2) as u32)
+}
+
+/// Step 3: the `side`-square window centred on `(cx, cy)`; pixels beyond the frame repeat its edge.
+pub fn crop(frame: &Frame, cx: u32, cy: u32, side: u32) -> Frame {
+    let x0 = cx as i64 - side as i64 / 2;
+    let y0 = cy as i64 - side as i64 / 2;
+    let (w, h) = (frame.width() as i64, frame.height() as i64);
+    let mut data = Vec::with_capacity(side as usize * side as usize * 3);
+    for y in 0..side as i64 {
+        let sy = (y0 + y).clamp(0, h - 1) as u32;
+        for x in 0..side as i64 {
+            let sx = (x0 + x).clamp(0, w - 1) as u32;
+            data.extend_from_slice(&frame.pixel(sx, sy));
+        }
+    }
+    Frame::new(side, side, data).expect("crop geometry is consistent")
+}
+
+/// Step 4: bilinear resize in 16.16 fixed point (pixel centres aligned, edges clamped).
+pub fn resize_bilinear(frame: &Frame, out_w: u32, out_h: u32) -> Frame {
+    let (w, h) = (frame.width() as i64, frame.height() as i64);
+    if (w as u32, h as u32) == (out_w, out_h) {
+        return frame.clone();
+    }
+    const ONE: i64 = 1 << 16;
+    // Source coordinate of output centre o: (o + 0.5) * in / out - 0.5, in 16.16.
+    let coord = |o: i64, inp: i64, out: i64| -> (usize, usize, i64) {
+        let c = ((2 * o + 1) * inp * ONE / (2 * out) - ONE / 2).max(0);
+        let i0 = (c >> 16).min(inp - 1);
+        let i1 = (i0 + 1).min(inp - 1);
+        (i0 as usize, i1 as usize, c & (ONE - 1))
+    };
+    let xs: Vec<_> = (0..out_w as i64)
+        .map(|o| coord(o, w, out_w as i64))
+        .collect();
+    let src = frame.data();
+    let stride = w as usize * 3;
+    let mut data = Vec::with_capacity(out_w as usize * out_h as usize * 3);
+    for oy in 0..out_h as i64 {
+        let (y0, y1, fy) = coord(oy, h, out_h as i64);
+        for &(x0, x1, fx) in &xs {
+            for c in 0..3 {
+                let p = |y: usize, x: usize| src[y * stride + x * 3 + c] as i64;
+                let top = p(y0, x0) * (ONE - fx) + p(y0, x1) * fx;
+                let bot = p(y1, x0) * (ONE - fx) + p(y1, x1) * fx;
+                let v = (top * (ONE - fy) + bot * fy + (1 << 31)) >> 32;
+                data.push(v.clamp(0, 255) as u8);
+            }
+        }
+    }
+    Frame::new(out_w, out_h, data).expect("resize geometry is consistent")
+}
+
+/// Steps 3–4 for a cell centred at `(cx, cy)` of a frame already at the training scale.
+pub fn cell_input(frame: &Frame, cx: u32, cy: u32) -> Frame {
+    resize_bilinear(&crop(frame, cx, cy, CROP), INPUT, INPUT)
+}
+
+/// Steps 1–4 for a frame holding one white cell (the Kaggle images): returns the `u8` input image and the
+/// located centre in training-scale coordinates.
+pub fn frame_input(frame: &Frame) -> (Frame, (u32, u32)) {
+    let scaled = to_training_scale(frame);
+    let (cx, cy) = locate(&scaled);
+    (cell_input(&scaled, cx, cy), (cx, cy))
+}
+
+/// Step 5: HWC `u8` to normalised CHW `f32` (`len = 3 * w * h`).
+pub fn normalize(input: &Frame) -> Vec<f32> {
+    let n = input.width() as usize * input.height() as usize;
+    let mut out = vec![0f32; 3 * n];
+    for (i, px) in input.data().chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * n + i] = (px[c] as f32 / 255.0 - MEAN[c]) / STD[c];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn class_names_round_trip() {
+        for c in CLASSES {
+            assert_eq!(Class::from_name(c.name()), Some(c));
+            assert_eq!(CLASSES[c.index()], c);
+        }
+        assert_eq!(Class::from_name("basophil"), None);
+    }
+
+    #[test]
+    fn scale_factor_matches_camera_and_dataset() {
+        assert_eq!(scale_factor(320, 240), 1);
+        assert_eq!(scale_factor(640, 480), 2);
+        assert_eq!(scale_factor(1, 1), 1);
+        assert_eq!(scale_factor(8000, 6000), 25);
+    }
+
+    #[test]
+    fn locate_finds_a_violet_disc() {
+        let mut f = Frame::filled(320, 240, [220, 200, 200]).unwrap();
+        let mut data = f.data().to_vec();
+        for y in 0..240u32 {
+            for x in 0..320u32 {
+                let (dx, dy) = (x as i32 - 250, y as i32 - 60);
+                if dx * dx + dy * dy < 18 * 18 {
+                    let i = (y as usize * 320 + x as usize) * 3;
+                    data[i..i + 3].copy_from_slice(&[90, 40, 150]);
+                }
+            }
+        }
+        f = Frame::new(320, 240, data).unwrap();
+        let (x, y) = locate(&f);
+        assert!(
+            (x as i32 - 250).abs() <= 2 && (y as i32 - 60).abs() <= 2,
+            "{x},{y}"
+        );
+    }
+
+    #[test]
+    fn locate_on_blank_frame_is_centre() {
+        let f = Frame::filled(320, 240, [200, 200, 200]).unwrap();
+        assert_eq!(locate(&f), (160, 120));
+    }
+
+    #[test]
+    fn crop_repeats_edges() {
+        let f = Frame::new(2, 1, vec![1, 1, 1, 9, 9, 9]).unwrap();
+        let c = crop(&f, 0, 0, 4);
+        assert_eq!(c.pixel(0, 0), [1, 1, 1]);
+        assert_eq!(c.pixel(3, 3), [9, 9, 9]);
+    }
+
+    #[test]
+    fn normalize_layout_is_chw() {
+        let f = Frame::new(2, 1, vec![255, 0, 0, 0, 255, 0]).unwrap();
+        let t = normalize(&f);
+        assert_eq!(t.len(), 6);
+        assert!((t[0] - (1.0 - MEAN[0]) / STD[0]).abs() < 1e-6);
+        assert!((t[1] - (0.0 - MEAN[0]) / STD[0]).abs() < 1e-6);
+        assert!((t[3] - (1.0 - MEAN[1]) / STD[1]).abs() < 1e-6);
+    }
+
+    proptest! {
+        #[test]
+        fn resize_of_constant_is_constant(w in 1u32..50, h in 1u32..50, ow in 1u32..50, oh in 1u32..50, v in any::<u8>()) {
+            let f = Frame::filled(w, h, [v, v, v]).unwrap();
+            let r = resize_bilinear(&f, ow, oh);
+            prop_assert_eq!((r.width(), r.height()), (ow, oh));
+            prop_assert!(r.data().iter().all(|&p| p == v));
+        }
+
+        #[test]
+        fn frame_input_has_model_geometry(w in 1u32..700, h in 1u32..500, seed in any::<u8>()) {
+            let data = (0..w * h * 3).map(|i| (i as u8).wrapping_mul(seed)).collect();
+            let f = Frame::new(w, h, data).unwrap();
+            let (inp, (cx, cy)) = frame_input(&f);
+            prop_assert_eq!((inp.width(), inp.height()), (INPUT, INPUT));
+            let s = to_training_scale(&f);
+            prop_assert!(cx <= s.width() && cy <= s.height());
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Leukoscope host library: data loading, the nets (tch), training, evaluation and ONNX export.
+//!
+//! The host depends on the device library (`leukoscope`) so that training inputs come from the device's own
+//! preprocessing and evaluation runs the device's own tract inference.
+
+pub mod data;
+pub mod device;
+pub mod nets;

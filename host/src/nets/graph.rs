@@ -1,0 +1,397 @@
+//! A small layer graph: the one definition of a net, interpreted twice.
+//!
+//! [`Graph::forward_t`] runs it with tch for training, and the ONNX writer walks the same nodes to emit the
+//! device model, so the exported graph can never drift from what was trained. Nets are written against
+//! [`Builder`], which creates each layer's parameters under a readable path (`stage2/block0/conv1` becomes
+//! the variables `stage2.block0.conv1.weight` and the ONNX initialisers of the same name).
+
+use tch::{nn, Tensor};
+
+/// Index of a node in its graph.
+pub type Id = usize;
+
+/// Geometry of a 2-D convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// Input channels.
+    pub cin: i64,
+    /// Output channels.
+    pub cout: i64,
+    /// Kernel `[kh, kw]`.
+    pub kernel: [i64; 2],
+    /// Stride `[sh, sw]`.
+    pub stride: [i64; 2],
+    /// Symmetric zero padding `[ph, pw]`.
+    pub padding: [i64; 2],
+    /// Groups (`cin` for depthwise).
+    pub groups: i64,
+    /// Whether the convolution has a bias.
+    pub bias: bool,
+}
+
+/// What a node computes.
+#[derive(Debug)]
+pub enum Op {
+    /// The graph input, NCHW.
+    Input,
+    /// 2-D convolution.
+    Conv(nn::Conv2D, ConvSpec),
+    /// Batch normalisation over channels with its epsilon (inference uses the running statistics).
+    BatchNorm(nn::BatchNorm, f64),
+    /// `max(0, x)`.
+    Relu,
+    /// `min(max(0, x), 6)`.
+    Relu6,
+    /// Element-wise sum of two inputs of equal shape.
+    Add,
+    /// Concatenation of the inputs along channels.
+    Concat,
+    /// Max pooling; padding counts as −∞.
+    MaxPool {
+        /// Kernel side.
+        kernel: i64,
+        /// Stride.
+        stride: i64,
+        /// Symmetric padding.
+        padding: i64,
+    },
+    /// Average pooling; padded cells are not counted.
+    AvgPool {
+        /// Kernel side.
+        kernel: i64,
+        /// Stride.
+        stride: i64,
+        /// Symmetric padding.
+        padding: i64,
+    },
+    /// Zero padding `[top, left, bottom, right]` (TensorFlow's asymmetric "same").
+    Pad([i64; 4]),
+    /// Global average pooling to `[N, C]`.
+    GlobalAvgPool,
+    /// Fully connected layer on `[N, C]`.
+    Linear(nn::Linear),
+    /// Dropout with this drop probability (identity at inference, not exported).
+    Dropout(f64),
+    /// Multiplication by a constant.
+    Scale(f64),
+}
+
+/// One node: an operation on the outputs of earlier nodes.
+#[derive(Debug)]
+pub struct Node {
+    /// Readable path, `/`-separated.
+    pub name: String,
+    /// The operation.
+    pub op: Op,
+    /// Inputs (ids of earlier nodes).
+    pub inputs: Vec<Id>,
+}
+
+/// A net: nodes in topological order (every input precedes its user) and one output.
+#[derive(Debug)]
+pub struct Graph {
+    /// Nodes; node 0 is the input.
+    pub nodes: Vec<Node>,
+    /// The output node (logits, `[N, classes]`).
+    pub output: Id,
+    /// For each node, the last node that reads it (frees activations early in `forward_t`).
+    last_use: Vec<Id>,
+}
+
+impl Graph {
+    /// Runs the graph on an NCHW batch.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut values: Vec<Option<Tensor>> = Vec::with_capacity(self.nodes.len());
+        for (i, node) in self.nodes.iter().enumerate() {
+            let arg = |k: usize| {
+                values[node.inputs[k]]
+                    .as_ref()
+                    .expect("graph input computed and alive")
+            };
+            let y = match &node.op {
+                Op::Input => x.shallow_clone(),
+                Op::Conv(c, _) => arg(0).apply(c),
+                Op::BatchNorm(bn, _) => arg(0).apply_t(bn, train),
+                Op::Relu => arg(0).relu(),
+                Op::Relu6 => arg(0).clamp(0.0, 6.0),
+                Op::Add => arg(0) + arg(1),
+                Op::Concat => {
+                    let xs: Vec<&Tensor> = (0..node.inputs.len()).map(arg).collect();
+                    Tensor::cat(&xs, 1)
+                }
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => arg(0).max_pool2d(
+                    [*kernel, *kernel],
+                    [*stride, *stride],
+                    [*padding, *padding],
+                    [1, 1],
+                    false,
+                ),
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => arg(0).avg_pool2d(
+                    [*kernel, *kernel],
+                    [*stride, *stride],
+                    [*padding, *padding],
+                    false,
+                    false,
+                    None,
+                ),
+                Op::Pad([t, l, b, r]) => arg(0).constant_pad_nd([*l, *r, *t, *b]),
+                Op::GlobalAvgPool => arg(0).mean_dim(&[2i64, 3][..], false, None),
+                Op::Linear(l) => arg(0).apply(l),
+                Op::Dropout(p) => arg(0).dropout(*p, train),
+                Op::Scale(s) => arg(0) * *s,
+            };
+            values.push(Some(y));
+            for &inp in &node.inputs {
+                if self.last_use[inp] == i && inp != self.output {
+                    values[inp] = None;
+                }
+            }
+        }
+        values[self.output].take().expect("output computed")
+    }
+
+    /// The ids of the nodes that read `id`.
+    pub fn users(&self, id: Id) -> Vec<Id> {
+        (0..self.nodes.len())
+            .filter(|&n| self.nodes[n].inputs.contains(&id))
+            .collect()
+    }
+}
+
+impl nn::ModuleT for Graph {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        Graph::forward_t(self, xs, train)
+    }
+}
+
+/// Builds a [`Graph`], creating parameters under a var-store path as it goes.
+pub struct Builder<'a> {
+    root: nn::Path<'a>,
+    nodes: Vec<Node>,
+    /// Batch-norm settings for layers created from now on.
+    pub bn: nn::BatchNormConfig,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder whose parameters live under `root`; node 0 is the input.
+    pub fn new(root: &nn::Path<'a>) -> Self {
+        Builder {
+            root: root.clone(),
+            nodes: vec![Node {
+                name: "input".into(),
+                op: Op::Input,
+                inputs: vec![],
+            }],
+            bn: Default::default(),
+        }
+    }
+
+    /// The input node.
+    pub fn input(&self) -> Id {
+        0
+    }
+
+    fn path(&self, name: &str) -> nn::Path<'a> {
+        name.split('/')
+            .filter(|s| !s.is_empty())
+            .fold(self.root.clone(), |p, s| p / s)
+    }
+
+    /// Appends a node.
+    pub fn push(&mut self, name: &str, op: Op, inputs: &[Id]) -> Id {
+        assert!(
+            inputs.iter().all(|&i| i < self.nodes.len()),
+            "{name}: inputs must precede the node"
+        );
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            inputs: inputs.to_vec(),
+        });
+        self.nodes.len() - 1
+    }
+
+    /// A convolution with explicit geometry.
+    pub fn conv_with(&mut self, name: &str, x: Id, spec: ConvSpec) -> Id {
+        let cfg = nn::ConvConfigND {
+            stride: spec.stride,
+            padding: spec.padding,
+            dilation: [1, 1],
+            groups: spec.groups,
+            bias: spec.bias,
+            ws_init: nn::Init::Kaiming {
+                dist: nn::init::NormalOrUniform::Normal,
+                fan: nn::init::FanInOut::FanOut,
+                non_linearity: nn::init::NonLinearity::ReLU,
+            },
+            ..Default::default()
+        };
+        let conv = nn::conv(self.path(name), spec.cin, spec.cout, spec.kernel, cfg);
+        self.push(name, Op::Conv(conv, spec), &[x])
+    }
+
+    /// A square convolution with "same" padding for odd kernels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        &mut self,
+        name: &str,
+        x: Id,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        groups: i64,
+        bias: bool,
+    ) -> Id {
+        let spec = ConvSpec {
+            cin,
+            cout,
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: [k / 2, k / 2],
+            groups,
+            bias,
+        };
+        self.conv_with(name, x, spec)
+    }
+
+    /// Batch normalisation.
+    pub fn batch_norm(&mut self, name: &str, x: Id, c: i64) -> Id {
+        let bn = nn::batch_norm2d(self.path(name), c, self.bn);
+        self.push(name, Op::BatchNorm(bn, self.bn.eps), &[x])
+    }
+
+    /// Convolution without bias followed by batch normalisation (`name/conv`, `name/bn`).
+    pub fn conv_bn(
+        &mut self,
+        name: &str,
+        x: Id,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        groups: i64,
+    ) -> Id {
+        let c = self.conv(
+            &format!("{name}/conv"),
+            x,
+            cin,
+            cout,
+            k,
+            stride,
+            groups,
+            false,
+        );
+        self.batch_norm(&format!("{name}/bn"), c, cout)
+    }
+
+    /// [`Builder::conv_bn`] then ReLU.
+    pub fn conv_bn_relu(
+        &mut self,
+        name: &str,
+        x: Id,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        groups: i64,
+    ) -> Id {
+        let y = self.conv_bn(name, x, cin, cout, k, stride, groups);
+        self.relu(&format!("{name}/relu"), y)
+    }
+
+    /// ReLU.
+    pub fn relu(&mut self, name: &str, x: Id) -> Id {
+        self.push(name, Op::Relu, &[x])
+    }
+
+    /// ReLU6.
+    pub fn relu6(&mut self, name: &str, x: Id) -> Id {
+        self.push(name, Op::Relu6, &[x])
+    }
+
+    /// `a + b`.
+    pub fn add(&mut self, name: &str, a: Id, b: Id) -> Id {
+        self.push(name, Op::Add, &[a, b])
+    }
+
+    /// Channel concatenation.
+    pub fn concat(&mut self, name: &str, xs: &[Id]) -> Id {
+        self.push(name, Op::Concat, xs)
+    }
+
+    /// Max pooling.
+    pub fn max_pool(&mut self, name: &str, x: Id, kernel: i64, stride: i64, padding: i64) -> Id {
+        self.push(
+            name,
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            },
+            &[x],
+        )
+    }
+
+    /// Average pooling (padding not counted).
+    pub fn avg_pool(&mut self, name: &str, x: Id, kernel: i64, stride: i64, padding: i64) -> Id {
+        self.push(
+            name,
+            Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+            },
+            &[x],
+        )
+    }
+
+    /// Zero padding `[top, left, bottom, right]`.
+    pub fn pad(&mut self, name: &str, x: Id, pads: [i64; 4]) -> Id {
+        self.push(name, Op::Pad(pads), &[x])
+    }
+
+    /// Global average pooling to `[N, C]`.
+    pub fn global_avg_pool(&mut self, name: &str, x: Id) -> Id {
+        self.push(name, Op::GlobalAvgPool, &[x])
+    }
+
+    /// Dropout.
+    pub fn dropout(&mut self, name: &str, x: Id, p: f64) -> Id {
+        self.push(name, Op::Dropout(p), &[x])
+    }
+
+    /// Multiplication by a constant.
+    pub fn scale(&mut self, name: &str, x: Id, s: f64) -> Id {
+        self.push(name, Op::Scale(s), &[x])
+    }
+
+    /// Fully connected layer.
+    pub fn linear(&mut self, name: &str, x: Id, cin: i64, cout: i64) -> Id {
+        let l = nn::linear(self.path(name), cin, cout, Default::default());
+        self.push(name, Op::Linear(l), &[x])
+    }
+
+    /// Finishes the graph with `output` as its result.
+    pub fn finish(self, output: Id) -> Graph {
+        let mut last_use: Vec<Id> = (0..self.nodes.len()).collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &inp in &n.inputs {
+                last_use[inp] = i;
+            }
+        }
+        Graph {
+            nodes: self.nodes,
+            output,
+            last_use,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One idempotent setup for everything the tests need: the pinned libtorch (from the PyPI torch wheel, in a
+# venv outside the repo so clones share it), Python test oracles (onnxruntime), and the Rust toolchain bits.
+# Re-running it is cheap: each step checks a stamp first. Prints the environment to source at the end.
+#
+#   scripts/setup.sh            # set up, then print `export ...` lines
+#   eval "$(scripts/setup.sh)"  # set up and load the environment into this shell
+set -euo pipefail
+
+TORCH_VERSION=2.11.0
+CACHE="${LEUKOSCOPE_CACHE:-$HOME/.cache/leukoscope}"
+VENV="$CACHE/venv-torch-$TORCH_VERSION"
+PY="${PYTHON:-python3}"
+
+log() { echo "setup: $*" >&2; }
+
+mkdir -p "$CACHE"
+if [ ! -f "$VENV/.stamp-torch" ]; then
+    log "creating $VENV (pinned torch==$TORCH_VERSION, CPU+CUDA runtime libs only; ~1.3 GB, once)"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --no-deps "torch==$TORCH_VERSION" \
+        nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85 >&2
+    touch "$VENV/.stamp-torch"
+fi
+if [ ! -f "$VENV/.stamp-oracles" ]; then
+    log "installing test oracles (onnxruntime, numpy) into $VENV"
+    "$VENV/bin/pip" install --quiet "onnxruntime==1.23.2" "numpy<2.4" >&2 \
+        || "$VENV/bin/pip" install --quiet onnxruntime numpy >&2
+    touch "$VENV/.stamp-oracles"
+fi
+
+TORCH_DIR=$("$VENV/bin/python" - <<'PY'
+import importlib.util, os
+spec = importlib.util.find_spec("torch")
+print(os.path.dirname(spec.origin))
+PY
+)
+
+if command -v rustup >/dev/null 2>&1; then
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >&2
+fi
+
+cat <<ENV
+export LIBTORCH="$TORCH_DIR"
+export LEUKOSCOPE_PYTHON="$VENV/bin/python"
+export LD_LIBRARY_PATH="$TORCH_DIR/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+ENV

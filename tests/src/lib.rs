@@ -1,0 +1,1 @@
+//! Hardware-in-loop suite for Leukoscope (cases arrive with the board issue).

@@ -1,1 +1,349 @@
-//! data (in progress)
+//! The Kaggle "blood-cells" layout, the smear-grouped validation split, and decoding into model inputs.
+//!
+//! Images are decoded and cut by the device's own [`leukoscope::preprocess`] (scale, locate, crop, resize), so
+//! training sees exactly the `u8` inputs the device will feed; only normalisation and augmentation happen in
+//! tch. A random split of TRAIN is leaky (augmented copies of one smear land on both sides), so validation
+//! holds out whole source smears (`dataset2-master/source_smears.csv`), stratified by class.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use leukoscope::preprocess::{self, Class, CLASSES};
+use leukoscope::Frame;
+use tch::{Device, Kind, Tensor};
+
+/// Where the shared data usually lives, relative to the repository root.
+pub const DEFAULT_DATA: &str = "../shared/data/blood-cells";
+
+/// Why data could not be listed or read.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A folder or file is missing or unreadable.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A CSV row is malformed.
+    #[error("{path}:{line}: {reason}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Nothing usable was found.
+    #[error("{0}")]
+    Empty(String),
+}
+
+/// Finds the data root: the given path, else [`DEFAULT_DATA`] from the current directory or the repo root.
+pub fn resolve_root(given: Option<&Path>) -> Result<PathBuf, DataError> {
+    if let Some(p) = given {
+        return if p.is_dir() {
+            Ok(p.to_owned())
+        } else {
+            Err(DataError::Empty(format!("{}: data folder not found", p.display())))
+        };
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for base in [PathBuf::from("."), repo] {
+        let p = base.join(DEFAULT_DATA);
+        if p.is_dir() {
+            return Ok(p);
+        }
+    }
+    Err(DataError::Empty(format!(
+        "no --data given and {DEFAULT_DATA} not found (from the current directory or the repository root)"
+    )))
+}
+
+/// One labelled image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// The JPEG.
+    pub path: PathBuf,
+    /// `TRAIN`, `TEST` or `TEST_SIMPLE`.
+    pub split: String,
+    /// The label.
+    pub class: Class,
+    /// File name within the class folder (not unique across splits).
+    pub file: String,
+}
+
+/// Lists `dataset2-master/images/<split>/<CLASS>/*.jpeg`, sorted by class then file name.
+pub fn list(root: &Path, split: &str) -> Result<Vec<Sample>, DataError> {
+    let dir = root.join("dataset2-master/images").join(split);
+    let mut out = Vec::new();
+    for class in CLASSES {
+        let cdir = dir.join(class.name());
+        let rd = std::fs::read_dir(&cdir).map_err(|source| DataError::Io { path: cdir.clone(), source })?;
+        let mut files: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                let l = n.to_ascii_lowercase();
+                l.ends_with(".jpeg") || l.ends_with(".jpg") || l.ends_with(".png")
+            })
+            .collect();
+        files.sort();
+        out.extend(files.into_iter().map(|file| Sample {
+            path: cdir.join(&file),
+            split: split.to_string(),
+            class,
+            file,
+        }));
+    }
+    if out.is_empty() {
+        return Err(DataError::Empty(format!("{}: no images", dir.display())));
+    }
+    Ok(out)
+}
+
+/// `(split, class, file)` → source smear, from `dataset2-master/source_smears.csv`.
+pub fn source_smears(root: &Path) -> Result<HashMap<(String, Class, String), String>, DataError> {
+    let path = root.join("dataset2-master/source_smears.csv");
+    let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+    let mut map = HashMap::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        let bad = |reason: String| DataError::Csv { path: path.clone(), line: i + 1, reason };
+        if f.len() < 4 {
+            return Err(bad(format!("expected split,class,file,source_smear,... got {line:?}")));
+        }
+        let class = Class::from_name(f[1]).ok_or_else(|| bad(format!("unknown class {:?}", f[1])))?;
+        map.insert((f[0].to_string(), class, f[2].to_string()), f[3].to_string());
+    }
+    Ok(map)
+}
+
+/// SplitMix64: a tiny, seedable, portable generator for shuffles (same seed ⇒ same order everywhere).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeds the generator.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Fisher–Yates shuffle.
+    pub fn shuffle<T>(&mut self, xs: &mut [T]) {
+        for i in (1..xs.len()).rev() {
+            xs.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// Indices of a smear-grouped, class-stratified split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Training indices into the sample list.
+    pub train: Vec<usize>,
+    /// Validation indices.
+    pub val: Vec<usize>,
+    /// The held-out smears per class.
+    pub val_smears: BTreeMap<Class, BTreeSet<String>>,
+}
+
+/// Holds out about `fraction` of each class's source smears (at least one, never all) with every image
+/// made from them. Images without a known smear stay in training, with a warning count returned by the caller.
+pub fn grouped_split(
+    samples: &[Sample],
+    smears: &HashMap<(String, Class, String), String>,
+    fraction: f64,
+    seed: u64,
+) -> Split {
+    let mut rng = Rng::new(seed);
+    let mut val_smears = BTreeMap::new();
+    for class in CLASSES {
+        let set: BTreeSet<&String> = samples
+            .iter()
+            .filter(|s| s.class == class)
+            .filter_map(|s| smears.get(&(s.split.clone(), s.class, s.file.clone())))
+            .collect();
+        let mut all: Vec<&String> = set.into_iter().collect();
+        rng.shuffle(&mut all);
+        let k = ((all.len() as f64 * fraction).round() as usize).clamp(1.min(all.len()), all.len().saturating_sub(1));
+        val_smears.insert(class, all[..k].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+    }
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, s) in samples.iter().enumerate() {
+        let held = smears
+            .get(&(s.split.clone(), s.class, s.file.clone()))
+            .is_some_and(|sm| val_smears[&s.class].contains(sm));
+        if held {
+            val.push(i)
+        } else {
+            train.push(i)
+        }
+    }
+    Split { train, val, val_smears }
+}
+
+/// Decoded model inputs for a list of samples.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// `N × INPUT × INPUT × 3` bytes (HWC per image).
+    pub pixels: Vec<u8>,
+    /// Class index per image.
+    pub labels: Vec<i64>,
+    /// Index into the sample list per image (skipped files are absent).
+    pub index: Vec<usize>,
+    /// Files that could not be decoded, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl Inputs {
+    /// Number of decoded images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether nothing was decoded.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// `(images u8 [N, H, W, 3], labels i64 [N])` on the CPU.
+    pub fn tensors(&self) -> (Tensor, Tensor) {
+        let side = preprocess::INPUT as i64;
+        let x = Tensor::from_slice(&self.pixels).view([self.len() as i64, side, side, 3]);
+        (x, Tensor::from_slice(&self.labels))
+    }
+}
+
+/// Decodes and preprocesses samples on `threads` threads. A file that fails to decode is skipped with a
+/// warning naming it, never a crash.
+pub fn load_inputs(samples: &[Sample], threads: usize) -> Inputs {
+    let threads = threads.max(1);
+    let chunk = samples.len().div_ceil(threads).max(1);
+    let results: Vec<Vec<(usize, Result<Vec<u8>, String>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = samples
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                s.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, smp)| {
+                            let r = Frame::open(&smp.path)
+                                .map(|f| preprocess::frame_input(&f).0.data().to_vec())
+                                .map_err(|e| e.to_string());
+                            (c * chunk + i, r)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("decoder thread")).collect()
+    });
+    let mut out = Inputs::default();
+    for (i, r) in results.into_iter().flatten() {
+        match r {
+            Ok(px) => {
+                out.pixels.extend_from_slice(&px);
+                out.labels.push(samples[i].class.index() as i64);
+                out.index.push(i);
+            }
+            Err(e) => {
+                eprintln!("warning: skipping {e}");
+                out.skipped.push((samples[i].path.clone(), e));
+            }
+        }
+    }
+    out
+}
+
+/// Normalises a `u8 [N, H, W, 3]` batch into the model's `f32 [N, 3, H, W]` input, with the contract's
+/// mean and std (the tch twin of [`leukoscope::preprocess::normalize`]).
+pub fn normalize_batch(x: &Tensor) -> Tensor {
+    let dev = x.device();
+    let mean = Tensor::from_slice(&preprocess::MEAN).to_device(dev).view([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&preprocess::STD).to_device(dev).view([1, 3, 1, 1]);
+    (x.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0 - mean) / std
+}
+
+/// Moves a batch to `device` and normalises it.
+pub fn batch_to(x: &Tensor, device: Device) -> Tensor {
+    normalize_batch(&x.to_device(device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(class: Class, file: &str) -> Sample {
+        Sample { path: file.into(), split: "TRAIN".into(), class, file: file.into() }
+    }
+
+    #[test]
+    fn grouped_split_never_shares_a_smear() {
+        let mut samples = Vec::new();
+        let mut smears = HashMap::new();
+        for class in CLASSES {
+            for i in 0..200 {
+                let f = format!("{}_{i}.jpeg", class.name());
+                smears.insert(("TRAIN".to_string(), class, f.clone()), format!("{}-smear{}", class.name(), i % 10));
+                samples.push(sample(class, &f));
+            }
+        }
+        let split = grouped_split(&samples, &smears, 0.2, 7);
+        let smear_of = |i: usize| smears[&("TRAIN".to_string(), samples[i].class, samples[i].file.clone())].clone();
+        let tr: BTreeSet<String> = split.train.iter().map(|&i| smear_of(i)).collect();
+        let va: BTreeSet<String> = split.val.iter().map(|&i| smear_of(i)).collect();
+        assert!(tr.is_disjoint(&va));
+        for class in CLASSES {
+            assert_eq!(split.val_smears[&class].len(), 2, "20 % of 10 smears");
+            assert!(split.val.iter().any(|&i| samples[i].class == class));
+        }
+        assert_eq!(split.train.len() + split.val.len(), samples.len());
+        assert_eq!(split, grouped_split(&samples, &smears, 0.2, 7), "same seed, same split");
+        assert_ne!(split.val, grouped_split(&samples, &smears, 0.2, 8).val);
+    }
+
+    #[test]
+    fn host_and_device_normalise_identically() {
+        let data: Vec<u8> = (0..128u32 * 128 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let img = Frame::new(128, 128, data.clone()).unwrap();
+        let device = preprocess::normalize(&img);
+        let host = normalize_batch(&Tensor::from_slice(&data).view([1, 128, 128, 3]));
+        let host: Vec<f32> = Vec::try_from(host.contiguous().view([-1])).unwrap();
+        assert_eq!(host.len(), device.len());
+        let diff = host.iter().zip(&device).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-6, "max diff {diff}");
+    }
+
+    #[test]
+    fn corrupt_file_is_skipped_and_named() {
+        let dir = std::env::temp_dir().join(format!("leuko-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.jpeg");
+        std::fs::write(&bad, b"\xFF\xD8\xFF garbage").unwrap();
+        let inputs = load_inputs(&[Sample { path: bad.clone(), split: "TRAIN".into(), class: Class::Monocyte, file: "bad.jpeg".into() }], 2);
+        assert!(inputs.is_empty());
+        assert_eq!(inputs.skipped.len(), 1);
+        assert!(inputs.skipped[0].1.contains("bad.jpeg"));
+    }
+}

@@ -5,4 +5,8 @@
 
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod nets;
+pub mod onnx;
+pub mod plot;
+pub mod train;

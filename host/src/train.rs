@@ -1,0 +1,300 @@
+//! Training: Adam(W), cross-entropy, smear-grouped validation, best-validation checkpoint.
+//!
+//! The data are decoded once into `u8` tensors (on the training device), batches are gathered, augmented and
+//! normalised there. Augmentations fit microscopy: the eight flips/rotations of the square crop (a smear has
+//! no up or down) and a mild per-image brightness/contrast/stain jitter.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+use crate::data::{self, Inputs, Rng};
+use crate::nets::{self, Arch};
+
+/// A training recipe.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Architecture name.
+    pub arch: String,
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW); 0 = plain Adam.
+    pub weight_decay: f64,
+    /// Cosine decay to zero after one warm-up epoch (false: constant rate).
+    pub cosine: bool,
+    /// Flips/rotations and colour jitter.
+    pub augment: bool,
+    /// Label smoothing for the loss.
+    pub label_smoothing: f64,
+    /// Share of each class's source smears held out for validation.
+    pub val_fraction: f64,
+    /// Seed for initialisation, shuffles, augmentation and the split.
+    pub seed: u64,
+    /// Use at most this many TRAIN images per class (smoke tests).
+    pub limit_per_class: Option<usize>,
+}
+
+/// One epoch's log line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training accuracy (on augmented batches).
+    pub train_acc: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+    /// Wall seconds for the epoch.
+    pub seconds: f64,
+    /// Training images per second.
+    pub img_per_s: f64,
+}
+
+/// What a run leaves in its output folder (`train.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunLog {
+    /// The recipe.
+    pub recipe: Recipe,
+    /// The command line that started the run.
+    pub command: String,
+    /// Device used.
+    pub device: String,
+    /// Trainable parameters.
+    pub params: i64,
+    /// Training / validation image counts.
+    pub n_train: usize,
+    /// Validation images.
+    pub n_val: usize,
+    /// Held-out smears per class.
+    pub val_smears: std::collections::BTreeMap<String, Vec<String>>,
+    /// Per-epoch log.
+    pub epochs: Vec<EpochLog>,
+    /// Epoch whose weights were kept (best validation accuracy, then lowest loss).
+    pub best_epoch: usize,
+    /// Files that could not be decoded.
+    pub skipped: Vec<String>,
+}
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Data problems.
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    /// tch problems (shapes, devices, files).
+    #[error("{context}: {source}")]
+    Tch {
+        /// What we were doing.
+        context: String,
+        /// tch's error.
+        source: tch::TchError,
+    },
+    /// Writing the log.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Random dihedral transform (flips + transpose) per image of a `u8 [N, H, W, 3]` square batch.
+pub fn dihedral(x: &Tensor) -> Tensor {
+    let n = x.size()[0];
+    let opts = (Kind::Bool, x.device());
+    let coin = || Tensor::rand([n, 1, 1, 1], (Kind::Float, x.device())).lt(0.5).to_kind(opts.0);
+    let x = x.where_self(&coin().logical_not(), &x.flip([2]));
+    let x = x.where_self(&coin().logical_not(), &x.flip([1]));
+    x.where_self(&coin().logical_not(), &x.transpose(1, 2))
+}
+
+/// Mild per-image contrast, brightness and per-channel stain jitter on a normalised `f32 [N, 3, H, W]` batch.
+pub fn colour_jitter(x: &Tensor) -> Tensor {
+    let n = x.size()[0];
+    let o = (Kind::Float, x.device());
+    let contrast = Tensor::randn([n, 1, 1, 1], o) * 0.08 + 1.0;
+    let shift = Tensor::randn([n, 3, 1, 1], o) * 0.15;
+    x * contrast + shift
+}
+
+/// Mean loss and accuracy of `graph` on `x` (u8 NHWC) / `y`, in batches, without gradients.
+pub fn evaluate(graph: &nets::Graph, x: &Tensor, y: &Tensor, batch: i64, device: Device) -> (f64, f64) {
+    let _g = tch::no_grad_guard();
+    let n = x.size()[0];
+    let (mut loss, mut correct) = (0f64, 0i64);
+    for start in (0..n).step_by(batch as usize) {
+        let len = batch.min(n - start);
+        let xb = data::batch_to(&x.narrow(0, start, len), device);
+        let yb = y.narrow(0, start, len).to_device(device);
+        let logits = graph.forward_t(&xb, false);
+        loss += logits.cross_entropy_for_logits(&yb).double_value(&[]) * len as f64;
+        correct += logits.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
+    }
+    (loss / n.max(1) as f64, correct as f64 / n.max(1) as f64)
+}
+
+/// Trains `arch` with `recipe` on the TRAIN split under `root`, writing `best.ot` and `train.json` to `out`.
+pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Device, command: &str) -> Result<RunLog, TrainError> {
+    let tch_err = |context: &str| {
+        let context = context.to_string();
+        move |source| TrainError::Tch { context: context.clone(), source }
+    };
+    std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.to_owned(), source })?;
+    tch::manual_seed(recipe.seed as i64);
+
+    let mut samples = data::list(root, "TRAIN")?;
+    if let Some(k) = recipe.limit_per_class {
+        let mut rng = Rng::new(recipe.seed ^ 0x5eed);
+        let mut kept = Vec::new();
+        for class in leukoscope::CLASSES {
+            let mut of: Vec<_> = samples.iter().filter(|s| s.class == class).cloned().collect();
+            rng.shuffle(&mut of);
+            kept.extend(of.into_iter().take(k));
+        }
+        samples = kept;
+    }
+    let smears = data::source_smears(root)?;
+    let split = data::grouped_split(&samples, &smears, recipe.val_fraction, recipe.seed);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let t0 = Instant::now();
+    let pick = |idx: &[usize]| idx.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>();
+    let tr: Inputs = data::load_inputs(&pick(&split.train), threads);
+    let va: Inputs = data::load_inputs(&pick(&split.val), threads);
+    eprintln!(
+        "data: {} train / {} validation images decoded in {:.1} s ({} skipped); validation holds out smears {:?}",
+        tr.len(),
+        va.len(),
+        t0.elapsed().as_secs_f64(),
+        tr.skipped.len() + va.skipped.len(),
+        split.val_smears.iter().map(|(c, s)| (c.name(), s.len())).collect::<Vec<_>>()
+    );
+    if tr.is_empty() || va.is_empty() {
+        return Err(data::DataError::Empty("no training or validation images left after decoding".into()).into());
+    }
+    let (xtr, ytr) = tr.tensors();
+    let (xva, yva) = va.tensors();
+    let (xtr, ytr) = (xtr.to_device(device), ytr.to_device(device));
+
+    let vs = nn::VarStore::new(device);
+    let graph = arch.build(&vs.root(), leukoscope::CLASSES.len() as i64);
+    let params = nets::trainable_params(&vs);
+    let mut opt = nn::adamw(0.9, 0.999, recipe.weight_decay).build(&vs, recipe.lr).map_err(tch_err("optimizer"))?;
+
+    let n = tr.len();
+    let batch = recipe.batch.max(1);
+    let steps_per_epoch = n.div_ceil(batch);
+    let total = (steps_per_epoch * recipe.epochs).max(1);
+    let mut rng = Rng::new(recipe.seed);
+    let mut log = RunLog {
+        recipe: recipe.clone(),
+        command: command.to_string(),
+        device: format!("{device:?}"),
+        params,
+        n_train: n,
+        n_val: va.len(),
+        val_smears: split.val_smears.iter().map(|(c, s)| (c.name().to_string(), s.iter().cloned().collect())).collect(),
+        epochs: Vec::new(),
+        best_epoch: 0,
+        skipped: tr.skipped.iter().chain(&va.skipped).map(|(p, e)| format!("{}: {e}", p.display())).collect(),
+    };
+    let best_path = out.join("best.ot");
+    let mut best = (f64::NEG_INFINITY, f64::INFINITY);
+    let mut step = 0usize;
+    for epoch in 1..=recipe.epochs {
+        let t = Instant::now();
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        rng.shuffle(&mut order);
+        let bar = indicatif::ProgressBar::new(steps_per_epoch as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]")
+                .expect("static template"),
+        );
+        bar.set_prefix(format!("{epoch}/{}", recipe.epochs));
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0i64);
+        for chunk in order.chunks(batch) {
+            let lr = if recipe.cosine {
+                let warm = steps_per_epoch.min(total / 10).max(1);
+                if step < warm {
+                    recipe.lr * (step + 1) as f64 / warm as f64
+                } else {
+                    let p = (step - warm) as f64 / (total - warm).max(1) as f64;
+                    recipe.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+                }
+            } else {
+                recipe.lr
+            };
+            opt.set_lr(lr);
+            let idx = Tensor::from_slice(chunk).to_device(device);
+            let mut xb = xtr.index_select(0, &idx);
+            let yb = ytr.index_select(0, &idx);
+            if recipe.augment {
+                xb = dihedral(&xb);
+            }
+            let mut xb = data::normalize_batch(&xb);
+            if recipe.augment {
+                xb = colour_jitter(&xb);
+            }
+            let logits = graph.forward_t(&xb, true);
+            let loss = logits.cross_entropy_loss::<Tensor>(&yb, None, tch::Reduction::Mean, -100, recipe.label_smoothing);
+            opt.backward_step(&loss);
+            let l = loss.double_value(&[]);
+            loss_sum += l * chunk.len() as f64;
+            correct += logits.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
+            seen += chunk.len() as i64;
+            step += 1;
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4} acc {:.3}", loss_sum / seen as f64, correct as f64 / seen as f64));
+        }
+        let train_secs = t.elapsed().as_secs_f64();
+        let (val_loss, val_acc) = evaluate(&graph, &xva, &yva, 256, device);
+        bar.finish_and_clear();
+        let e = EpochLog {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            val_loss,
+            val_acc,
+            seconds: t.elapsed().as_secs_f64(),
+            img_per_s: seen as f64 / train_secs,
+        };
+        let improved = val_acc > best.0 || (val_acc == best.0 && val_loss < best.1);
+        eprintln!(
+            "epoch {epoch}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.0} img/s{}",
+            recipe.epochs,
+            e.train_loss,
+            e.train_acc,
+            e.val_loss,
+            e.val_acc,
+            e.img_per_s,
+            if improved { " *" } else { "" }
+        );
+        if improved {
+            best = (val_acc, val_loss);
+            log.best_epoch = epoch;
+            vs.save(&best_path).map_err(tch_err(&format!("saving {}", best_path.display())))?;
+        }
+        log.epochs.push(e);
+        let log_path = out.join("train.json");
+        let text = serde_json::to_string_pretty(&log).expect("log serialises");
+        std::fs::write(&log_path, text).map_err(|source| TrainError::Io { path: log_path.clone(), source })?;
+    }
+    Ok(log)
+}
+
+/// Rebuilds `arch` and loads weights saved by [`train`].
+pub fn load(arch: Arch, weights: &Path) -> Result<(nn::VarStore, nets::Graph), TrainError> {
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let graph = arch.build(&vs.root(), leukoscope::CLASSES.len() as i64);
+    vs.load(weights).map_err(|source| TrainError::Tch { context: format!("loading {}", weights.display()), source })?;
+    Ok((vs, graph))
+}

@@ -5,12 +5,23 @@
 //! CPU only) and reported. This crate never depends on libtorch.
 #![warn(missing_docs)]
 
+pub mod autofocus;
+pub mod board;
+pub mod capture;
 pub mod classify;
+pub mod count;
 pub mod frame;
+pub mod journal;
 pub mod model;
+pub mod pipeline;
 pub mod preprocess;
+pub mod report;
+pub mod segment;
+pub mod session;
 
 pub use classify::{Classifier, Prediction};
+pub use count::Differential;
 pub use frame::Frame;
 pub use model::{ModelCard, ModelSource};
+pub use pipeline::{CountedCell, FrameResult, Pipeline};
 pub use preprocess::{Class, CLASSES};

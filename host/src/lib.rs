@@ -10,3 +10,5 @@ pub mod nets;
 pub mod onnx;
 pub mod plot;
 pub mod train;
+pub mod export;
+pub mod predict;

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use leukoscope_host::{data, device, nets::Arch, train};
+use leukoscope::{Classifier, ModelSource};
+use leukoscope_host::{data, device, eval, export, nets::Arch, plot, predict, train};
 
 #[derive(Parser)]
 #[command(name = "leukoscope-train", version, about = "Train, evaluate and export Leukoscope's white-cell classifiers")]
@@ -17,6 +18,58 @@ struct Cli {
 enum Command {
     /// Train a net on TRAIN with a smear-grouped validation split; keeps the best-validation weights.
     Train(TrainArgs),
+    /// Write a trained net as float ONNX plus its model card (for the device).
+    Export(ExportArgs),
+    /// Evaluate an ONNX model through the device's own preprocessing and tract inference.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Architecture of the weights.
+    #[arg(long, value_enum, default_value = "edge")]
+    arch: Arch,
+    /// Weights saved by `train` (best.ot); its train.json supplies the training command for the card.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Output ONNX file; the card is written beside it as .json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Unidentified-cell threshold to put in the card (calibrate it later with `eval --split VAL --calibrate`).
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// ONNX model with its card beside it.
+    #[arg(long)]
+    model: PathBuf,
+    /// TEST, TEST_SIMPLE, or VAL (the smear-grouped validation part of TRAIN, same seed/fraction as training).
+    #[arg(long, default_value = "TEST")]
+    split: String,
+    /// Data root (the Kaggle layout); defaults to ../shared/data/blood-cells.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print the report as JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+    /// Also write <arch>-<split>.{md,json} and ROC / confusion PNGs here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Store the metrics in the model card under metrics.<split>.
+    #[arg(long)]
+    update_card: bool,
+    /// With --split VAL: choose the unidentified threshold (kept accuracy >= 95 %, at most 10 % rejected)
+    /// and store it in the card.
+    #[arg(long)]
+    calibrate: bool,
+    /// Validation split seed (must match training).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Validation fraction (must match training).
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +116,12 @@ struct TrainArgs {
     /// Use at most N TRAIN images per class (smoke tests).
     #[arg(long)]
     limit_per_class: Option<usize>,
+    /// Random translation of the cell crop by up to N pixels.
+    #[arg(long, default_value_t = 0)]
+    shift: i64,
+    /// Mixup with Beta(alpha, alpha) weights (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    mixup: f64,
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -84,6 +143,8 @@ fn run() -> anyhow::Result<ExitCode> {
                 val_fraction: a.val_fraction,
                 seed: a.seed,
                 limit_per_class: a.limit_per_class,
+                shift: a.shift,
+                mixup: a.mixup,
             };
             eprintln!("training {} on {dev:?} from {}", a.arch.name(), root.display());
             let log = train::train(a.arch, &recipe, &root, &a.out, dev, &argv.join(" "))
@@ -97,8 +158,93 @@ fn run() -> anyhow::Result<ExitCode> {
                 a.out.join("best.ot").display()
             );
         }
+        Command::Export(a) => return export_cmd(a),
+        Command::Eval(a) => return eval_cmd(a, &argv),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (_vs, graph) = train::load(a.arch, &a.weights)?;
+    let log_path = a.weights.with_file_name("train.json");
+    let training_command = std::fs::read_to_string(&log_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<train::RunLog>(&t).ok())
+        .map_or_else(|| format!("(unknown: {} not found)", log_path.display()), |l| l.command);
+    let name = a.out.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+    let info = export::CardInfo {
+        name,
+        arch: a.arch.name().into(),
+        training_command,
+        unidentified_threshold: a.threshold,
+    };
+    let card = export::write_float_model(&graph, &a.out, &info)?;
+    // Prove the device accepts it before we call it done.
+    Classifier::load(&ModelSource::File(a.out.clone())).context("the exported model does not load in tract")?;
+    println!("wrote {} (sha256 {}) and its card", a.out.display(), card.sha256);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_cmd(a: EvalArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
+    let root = data::resolve_root(a.data.as_deref())?;
+    let classifier = Classifier::load(&ModelSource::File(a.model.clone()))?;
+    let samples = if a.split == "VAL" {
+        let all = data::list(&root, "TRAIN")?;
+        let smears = data::source_smears(&root)?;
+        let split = data::grouped_split(&all, &smears, a.val_fraction, a.seed);
+        split.val.iter().map(|&i| all[i].clone()).collect()
+    } else {
+        data::list(&root, &a.split)?
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let t = std::time::Instant::now();
+    let (scores, failed) = predict::predict(&classifier, &samples, threads);
+    for (p, e) in &failed {
+        eprintln!("warning: skipped {}: {e}", p.display());
+    }
+    eprintln!("evaluated {} images in {:.1} s with tract", scores.len(), t.elapsed().as_secs_f64());
+    let card = classifier.card().clone();
+    let recipe = card.training_command.clone();
+    let report = eval::evaluate(&scores, &card.arch, &a.split, &recipe)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.to_markdown());
+    }
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let stem = dir.join(format!("{}-{}", card.name, a.split.to_lowercase()));
+        std::fs::write(stem.with_extension("md"), report.to_markdown())?;
+        std::fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&report)? + "\n")?;
+        plot::write_roc_png(&scores, &format!("{} {} ROC", card.name, a.split), &dir.join(format!("{}-{}-roc.png", card.name, a.split.to_lowercase())))?;
+        plot::write_confusion_png(&report, &dir.join(format!("{}-{}-confusion.png", card.name, a.split.to_lowercase())))?;
+    }
+    if a.update_card || a.calibrate {
+        let card_path = leukoscope::model::card_path(&a.model);
+        let mut card = export::read_card(&card_path)?;
+        if a.update_card {
+            let mut m = serde_json::to_value(&report)?;
+            m["command"] = serde_json::Value::String(argv.join(" "));
+            if !card.metrics.is_object() {
+                card.metrics = serde_json::json!({});
+            }
+            card.metrics[a.split.as_str()] = m;
+        }
+        if a.calibrate {
+            anyhow::ensure!(a.split == "VAL", "--calibrate chooses the threshold on validation data only: use --split VAL");
+            let t = predict::choose_threshold(&scores, 0.95, 0.10);
+            eprintln!(
+                "unidentified threshold {:.4}: kept accuracy {:.4}, {:.2} % set aside on VAL",
+                t.threshold,
+                t.kept_accuracy,
+                t.rejected * 100.0
+            );
+            card.unidentified_threshold = t.threshold;
+            card.metrics["unidentified_threshold"] = serde_json::to_value(t)?;
+        }
+        export::write_card(&card, &card_path)?;
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn main() -> ExitCode {

@@ -38,6 +38,12 @@ pub struct Recipe {
     pub seed: u64,
     /// Use at most this many TRAIN images per class (smoke tests).
     pub limit_per_class: Option<usize>,
+    /// Random translation of the cell crop by up to this many pixels (0 = off); the locator's aim varies.
+    #[serde(default)]
+    pub shift: i64,
+    /// Mixup with Beta(alpha, alpha) weights (0 = off).
+    #[serde(default)]
+    pub mixup: f64,
 }
 
 /// One epoch's log line.
@@ -116,6 +122,19 @@ pub fn dihedral(x: &Tensor) -> Tensor {
     let x = x.where_self(&coin().logical_not(), &x.flip([2]));
     let x = x.where_self(&coin().logical_not(), &x.flip([1]));
     x.where_self(&coin().logical_not(), &x.transpose(1, 2))
+}
+
+/// Random translation of a `u8 [N, H, W, 3]` batch by up to `max` pixels (one offset per batch), the vacated
+/// border repeating the edge, as [`leukoscope::preprocess::crop`] does at frame borders.
+pub fn shift(x: &Tensor, max: i64, rng: &mut Rng) -> Tensor {
+    if max <= 0 {
+        return x.shallow_clone();
+    }
+    let (h, w) = (x.size()[1], x.size()[2]);
+    let padded = x.permute([0, 3, 1, 2]).to_kind(Kind::Float).replication_pad2d([max, max, max, max]);
+    let dy = rng.below(2 * max as usize + 1) as i64;
+    let dx = rng.below(2 * max as usize + 1) as i64;
+    padded.narrow(2, dy, h).narrow(3, dx, w).to_kind(Kind::Uint8).permute([0, 2, 3, 1])
 }
 
 /// Mild per-image contrast, brightness and per-channel stain jitter on a normalised `f32 [N, 3, H, W]` batch.
@@ -238,14 +257,35 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
             let mut xb = xtr.index_select(0, &idx);
             let yb = ytr.index_select(0, &idx);
             if recipe.augment {
-                xb = dihedral(&xb);
+                xb = shift(&dihedral(&xb), recipe.shift, &mut rng);
             }
             let mut xb = data::normalize_batch(&xb);
             if recipe.augment {
                 xb = colour_jitter(&xb);
             }
-            let logits = graph.forward_t(&xb, true);
-            let loss = logits.cross_entropy_loss::<Tensor>(&yb, None, tch::Reduction::Mean, -100, recipe.label_smoothing);
+            let ce = |logits: &Tensor, y: &Tensor, reduction| {
+                logits.cross_entropy_loss::<Tensor>(y, None, reduction, -100, recipe.label_smoothing)
+            };
+            let (logits, loss) = if recipe.mixup > 0.0 {
+                // Mix each image with another of the batch; the loss mixes both labels with the same weight.
+                let nb = chunk.len() as i64;
+                let alpha = Tensor::full([nb], recipe.mixup, (Kind::Float, device));
+                let (g1, g2) = (alpha.internal_standard_gamma(), alpha.internal_standard_gamma());
+                let lam = (&g1 / (&g1 + &g2 + 1e-12)).view([nb, 1, 1, 1]);
+                let perm = Tensor::randperm(nb, (Kind::Int64, device));
+                let mixed = &xb * &lam + xb.index_select(0, &perm) * (1.0 - &lam);
+                let logits = graph.forward_t(&mixed, true);
+                let lam = lam.view([nb]);
+                let l1: Tensor = ce(&logits, &yb, tch::Reduction::None);
+                let l2: Tensor = ce(&logits, &yb.index_select(0, &perm), tch::Reduction::None);
+                let mixed_loss: Tensor = &lam * l1 + (1.0 - &lam) * l2;
+                let loss = mixed_loss.mean(Kind::Float);
+                (logits, loss)
+            } else {
+                let logits = graph.forward_t(&xb, true);
+                let loss = ce(&logits, &yb, tch::Reduction::Mean);
+                (logits, loss)
+            };
             opt.backward_step(&loss);
             let l = loss.double_value(&[]);
             loss_sum += l * chunk.len() as f64;

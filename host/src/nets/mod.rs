@@ -3,6 +3,9 @@
 
 pub mod edge;
 pub mod graph;
+pub mod inception_resnet_v2;
+pub mod resnet_v2;
+pub mod xception;
 
 use tch::nn;
 
@@ -13,6 +16,15 @@ pub use graph::Graph;
 pub enum Arch {
     /// The device's slim ResNet.
     Edge,
+    /// Keras' ResNet101V2 (pre-activation ResNet-101), ~42.5 M parameters headless.
+    #[value(name = "resnet101v2")]
+    Resnet101v2,
+    /// Keras' Xception, ~20.8 M parameters headless; inputs of at least 71 px.
+    #[value(name = "xception")]
+    Xception,
+    /// Keras' Inception-ResNet-v2, ~54.3 M parameters headless; inputs of at least 75 px.
+    #[value(name = "inception-resnet-v2")]
+    InceptionResnetV2,
 }
 
 impl Arch {
@@ -20,6 +32,28 @@ impl Arch {
     pub fn name(self) -> &'static str {
         match self {
             Arch::Edge => "edge",
+            Arch::Resnet101v2 => "resnet101v2",
+            Arch::Xception => "xception",
+            Arch::InceptionResnetV2 => "inception-resnet-v2",
+        }
+    }
+
+    /// The input side the architecture was designed for (Keras' default): 128 for the edge net, 224 for
+    /// ResNet101V2, 299 for Xception and Inception-ResNet-v2. Every net also runs on the pipeline's 128 px crops.
+    pub fn default_input(self) -> i64 {
+        match self {
+            Arch::Edge => 128,
+            Arch::Resnet101v2 => 224,
+            Arch::Xception | Arch::InceptionResnetV2 => 299,
+        }
+    }
+
+    /// The smallest input side the architecture accepts (Keras' `min_size`: 32, 71, 75; 32 for the edge net).
+    pub fn min_input(self) -> i64 {
+        match self {
+            Arch::Edge | Arch::Resnet101v2 => 32,
+            Arch::Xception => xception::MIN_INPUT,
+            Arch::InceptionResnetV2 => inception_resnet_v2::MIN_INPUT,
         }
     }
 
@@ -27,6 +61,9 @@ impl Arch {
     pub fn build(self, p: &nn::Path, classes: i64) -> Graph {
         match self {
             Arch::Edge => edge::edge(p, classes),
+            Arch::Resnet101v2 => resnet_v2::resnet101v2(p, classes),
+            Arch::Xception => xception::xception(p, classes),
+            Arch::InceptionResnetV2 => inception_resnet_v2::inception_resnet_v2(p, classes),
         }
     }
 }

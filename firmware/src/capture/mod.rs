@@ -1,0 +1,191 @@
+//! Cameras: every way a [`crate::frame::Frame`] reaches the device, behind the [`Camera`] trait.
+//!
+//! - [`rpicam`]: the Raspberry Pi camera module through a supervised `rpicam-vid` (or `libcamera-vid`)
+//!   child process streaming MJPEG on stdout; needs nothing but std.
+//! - `v4l2` (feature `v4l2`): USB/UVC microscope cameras, MJPEG or YUYV.
+//! - [`replay`]: frames from image files or folders, for demos and regression runs.
+//! - [`sim`]: the simulated microscope's camera (see [`crate::board::sim`]).
+//!
+//! All backends share one error type, [`CaptureError`], whose [`Error::kind`] tells the run loop whether
+//! to retry (timeout, dropped frame), back off (disconnected) or stop (configuration).
+
+use std::path::PathBuf;
+
+pub use crate::board::Camera;
+use crate::board::{Error, ErrorKind};
+
+pub mod mjpeg;
+pub mod replay;
+pub mod rpicam;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
+pub mod yuyv;
+
+/// Re-export: the simulated camera lives with the rest of the simulator.
+pub mod sim {
+    pub use crate::board::sim::SimCamera;
+}
+
+/// Why a frame could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// No frame arrived in time.
+    #[error("{backend}: no frame within {ms} ms")]
+    Timeout {
+        /// Which backend.
+        backend: &'static str,
+        /// The timeout.
+        ms: u64,
+    },
+    /// A frame arrived but could not be decoded (truncated JPEG, wrong length); it was dropped.
+    #[error("{backend}: frame {frame} dropped: {reason}")]
+    Dropped {
+        /// Which backend.
+        backend: &'static str,
+        /// Frame number in this backend's stream.
+        frame: u64,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The camera is gone: unplugged, or its process exited. The backend reconnects on the next capture.
+    #[error("{backend}: camera disconnected: {reason}")]
+    Disconnected {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened (exit status, last lines of the camera program's log).
+        reason: String,
+    },
+    /// The camera program is not installed.
+    #[error("none of {programs:?} could be started: {reason} (install rpicam-apps: apt install rpicam-apps)")]
+    NotInstalled {
+        /// Programs tried.
+        programs: Vec<String>,
+        /// The last spawn error.
+        reason: String,
+    },
+    /// A file or device could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or device.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The camera cannot be used as configured (format, size, empty replay folder).
+    #[error("{backend}: {reason}")]
+    Config {
+        /// Which backend.
+        backend: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A replay ran out of frames.
+    #[error("{backend}: end of stream after {frames} frames")]
+    EndOfStream {
+        /// Which backend.
+        backend: &'static str,
+        /// Frames served.
+        frames: u64,
+    },
+}
+
+impl Error for CaptureError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CaptureError::Timeout { .. } => ErrorKind::Timeout,
+            CaptureError::Dropped { .. } => ErrorKind::Dropped,
+            CaptureError::Disconnected { .. } => ErrorKind::Disconnected,
+            CaptureError::NotInstalled { .. } | CaptureError::Config { .. } => ErrorKind::Config,
+            CaptureError::Io { .. } => ErrorKind::Io,
+            CaptureError::EndOfStream { .. } => ErrorKind::Other,
+        }
+    }
+}
+
+/// Which camera backend a board uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Pi camera module via `rpicam-vid` / `libcamera-vid`.
+    #[default]
+    Rpicam,
+    /// USB/UVC camera via V4L2 (feature `v4l2`).
+    V4l2,
+    /// Image files.
+    Replay,
+}
+
+/// Pixel format asked of a V4L2 camera.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    /// Motion JPEG (most USB microscope cameras at full resolution).
+    #[default]
+    Mjpeg,
+    /// Packed YUV 4:2:2 (uncompressed; lower resolutions only over USB 2).
+    Yuyv,
+}
+
+/// The `[camera]` table of the board file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Which backend.
+    pub backend: Backend,
+    /// Requested width.
+    pub width: u32,
+    /// Requested height.
+    pub height: u32,
+    /// Requested frame rate.
+    pub framerate: u32,
+    /// How long to wait for one frame.
+    pub timeout_ms: u64,
+    /// V4L2 device node.
+    pub device: PathBuf,
+    /// V4L2 pixel format.
+    pub format: PixelFormat,
+    /// Camera program instead of `rpicam-vid` / `libcamera-vid` (tests use a script).
+    pub program: Option<String>,
+    /// Extra arguments for the camera program (e.g. `["--shutter", "8000"]`).
+    pub extra_args: Vec<String>,
+    /// Replay source: an image file or a folder of them.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            backend: Backend::Rpicam,
+            width: 1280,
+            height: 960,
+            framerate: 10,
+            timeout_ms: 2000,
+            device: PathBuf::from("/dev/video0"),
+            format: PixelFormat::Mjpeg,
+            program: None,
+            extra_args: Vec::new(),
+            path: None,
+        }
+    }
+}
+
+/// Opens the configured camera.
+pub fn open(config: &CameraConfig) -> Result<Box<dyn Camera<Error = CaptureError>>, CaptureError> {
+    match config.backend {
+        Backend::Rpicam => Ok(Box::new(rpicam::RpiCam::new(config.clone()))),
+        Backend::Replay => {
+            let path = config.path.clone().ok_or_else(|| CaptureError::Config {
+                backend: "replay",
+                reason: "camera.path (a file or folder of images) is required".into(),
+            })?;
+            Ok(Box::new(replay::Replay::open(&path, true)?))
+        }
+        #[cfg(feature = "v4l2")]
+        Backend::V4l2 => Ok(Box::new(v4l2::V4l2Camera::open(config)?)),
+        #[cfg(not(feature = "v4l2"))]
+        Backend::V4l2 => Err(CaptureError::Config {
+            backend: "v4l2",
+            reason: "this build has no V4L2 support; rebuild with `--features v4l2`".into(),
+        }),
+    }
+}

@@ -1,0 +1,135 @@
+//! Replay: frames from image files, as if a camera produced them (demos, regression runs, the HIL suite's
+//! capture-timing baseline).
+
+use std::path::{Path, PathBuf};
+
+use super::{Camera, CaptureError};
+use crate::frame::Frame;
+
+/// Images of a file or folder (sorted, recursively), served in order.
+#[derive(Debug)]
+pub struct Replay {
+    files: Vec<PathBuf>,
+    next: usize,
+    looping: bool,
+    served: u64,
+}
+
+/// Whether a path looks like a JPEG or PNG.
+pub fn is_image(p: &Path) -> bool {
+    let ext = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    matches!(ext.as_str(), "jpg" | "jpeg" | "png")
+}
+
+/// Every image under `path` (the file itself if it is one), sorted.
+pub fn list_images(path: &Path) -> Result<Vec<PathBuf>, CaptureError> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CaptureError> {
+        let rd = std::fs::read_dir(dir).map_err(|source| CaptureError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if is_image(&p) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    if path.is_dir() {
+        walk(path, &mut out)?;
+    } else if path.exists() {
+        out.push(path.to_owned());
+    } else {
+        return Err(CaptureError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        });
+    }
+    if out.is_empty() {
+        return Err(CaptureError::Config {
+            backend: "replay",
+            reason: format!("{}: no JPEG/PNG images", path.display()),
+        });
+    }
+    Ok(out)
+}
+
+impl Replay {
+    /// Lists the images; `looping` starts again after the last one instead of ending the stream.
+    pub fn open(path: &Path, looping: bool) -> Result<Self, CaptureError> {
+        Ok(Replay {
+            files: list_images(path)?,
+            next: 0,
+            looping,
+            served: 0,
+        })
+    }
+
+    /// The files, in serving order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+impl Camera for Replay {
+    type Error = CaptureError;
+
+    fn capture(&mut self) -> Result<Frame, CaptureError> {
+        if self.next >= self.files.len() {
+            if !self.looping {
+                return Err(CaptureError::EndOfStream {
+                    backend: "replay",
+                    frames: self.served,
+                });
+            }
+            self.next = 0;
+        }
+        let path = &self.files[self.next];
+        self.next += 1;
+        self.served += 1;
+        Frame::open(path).map_err(|e| CaptureError::Dropped {
+            backend: "replay",
+            frame: self.served - 1,
+            reason: e.to_string(),
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), CaptureError> {
+        Ok(()) // files do not go stale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::{Error, ErrorKind};
+
+    #[test]
+    fn serves_bundled_smears_in_order_then_ends() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/smears"));
+        let mut r = Replay::open(dir, false).unwrap();
+        let n = r.files().len();
+        assert_eq!(n, 8);
+        for _ in 0..n {
+            assert_eq!(r.capture().unwrap().width(), 640);
+        }
+        assert_eq!(r.capture().unwrap_err().kind(), ErrorKind::Other);
+    }
+
+    #[test]
+    fn missing_folder_is_named() {
+        let msg = Replay::open(Path::new("/nonexistent/slide"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("/nonexistent/slide"), "{msg}");
+    }
+}

@@ -1,0 +1,576 @@
+//! Graph-cut refinement of a nucleus mask: a max-flow/min-cut solver (Dinic, integer capacities) and its
+//! use on a 4-connected pixel grid around one candidate cell.
+//!
+//! The grid is seeded automatically from the K-means result: pixels of the nucleus cluster at least as violet
+//! as its centroid are sure nucleus (infinite source links), the crop's border is sure background (infinite
+//! sink links), and every other pixel pulls towards the side its blue-minus-green lies on. Neighbours are
+//! tied by contrast-sensitive links, so the cut follows colour edges. All capacities are integers; the one
+//! float step (the link-weight table) runs once per [`Refiner`], never in the loop. This module knows pixels
+//! and graphs only: no models, no cell types.
+
+use super::kmeans::Clustering;
+use crate::frame::Frame;
+use crate::preprocess::nucleus_score;
+
+const NONE: u32 = u32::MAX;
+
+/// A flow network with integer capacities, solved by Dinic's algorithm (BFS levels, iterative DFS blocking
+/// flows, so deep paths cannot overflow the stack). Buffers are kept across [`MaxFlow::reset`].
+#[derive(Clone, Debug, Default)]
+pub struct MaxFlow {
+    nodes: usize,
+    head: Vec<u32>,
+    next: Vec<u32>,
+    to: Vec<u32>,
+    cap: Vec<i64>,
+    level: Vec<i32>,
+    iter: Vec<u32>,
+    queue: Vec<u32>,
+    path: Vec<u32>,
+    constant: i64,
+}
+
+impl MaxFlow {
+    /// An empty network.
+    pub fn new() -> Self {
+        MaxFlow::default()
+    }
+
+    /// Clears the network to `n` ordinary nodes `0..n` plus the terminals [`MaxFlow::source`] (`n`) and
+    /// [`MaxFlow::sink`] (`n + 1`).
+    pub fn reset(&mut self, n: usize) {
+        self.nodes = n + 2;
+        self.head.clear();
+        self.head.resize(n + 2, NONE);
+        self.next.clear();
+        self.to.clear();
+        self.cap.clear();
+        self.constant = 0;
+    }
+
+    /// The source terminal.
+    pub fn source(&self) -> usize {
+        self.nodes - 2
+    }
+
+    /// The sink terminal.
+    pub fn sink(&self) -> usize {
+        self.nodes - 1
+    }
+
+    /// Number of nodes including the terminals.
+    pub fn len(&self) -> usize {
+        self.nodes
+    }
+
+    /// True when there are no nodes at all (not even terminals, i.e. before [`MaxFlow::reset`]).
+    pub fn is_empty(&self) -> bool {
+        self.nodes == 0
+    }
+
+    fn push_arc(&mut self, u: usize, v: usize, c: i64) {
+        self.to.push(v as u32);
+        self.cap.push(c);
+        self.next.push(self.head[u]);
+        self.head[u] = (self.to.len() - 1) as u32;
+    }
+
+    /// Adds an arc `u → v` of capacity `cap` and `v → u` of capacity `rev` (negative values count as 0).
+    pub fn add_edge(&mut self, u: usize, v: usize, cap: i64, rev: i64) {
+        self.push_arc(u, v, cap.max(0));
+        self.push_arc(v, u, rev.max(0));
+    }
+
+    /// Terminal links of node `u`: `to_source` from the source, `to_sink` to the sink. The common part is
+    /// counted as flow straight away (every cut pays it), so at most one terminal arc is stored.
+    pub fn add_tweights(&mut self, u: usize, to_source: i64, to_sink: i64) {
+        let (a, b) = (to_source.max(0), to_sink.max(0));
+        let common = a.min(b);
+        self.constant += common;
+        let (s, t) = (self.source(), self.sink());
+        if a > common {
+            self.add_edge(s, u, a - common, 0);
+        }
+        if b > common {
+            self.add_edge(u, t, b - common, 0);
+        }
+    }
+
+    fn bfs(&mut self) -> bool {
+        let (s, t) = (self.source(), self.sink());
+        self.level.clear();
+        self.level.resize(self.nodes, -1);
+        self.queue.clear();
+        self.level[s] = 0;
+        self.queue.push(s as u32);
+        let mut qi = 0;
+        while qi < self.queue.len() {
+            let u = self.queue[qi] as usize;
+            qi += 1;
+            let mut e = self.head[u];
+            while e != NONE {
+                let v = self.to[e as usize] as usize;
+                if self.cap[e as usize] > 0 && self.level[v] < 0 {
+                    self.level[v] = self.level[u] + 1;
+                    self.queue.push(v as u32);
+                }
+                e = self.next[e as usize];
+            }
+        }
+        self.level[t] >= 0
+    }
+
+    /// Computes the maximum flow from source to sink (including the common terminal parts) and leaves the
+    /// residual network for [`MaxFlow::is_source_side`].
+    pub fn solve(&mut self) -> i64 {
+        if self.nodes == 0 {
+            return 0;
+        }
+        let (s, t) = (self.source(), self.sink());
+        let mut flow = self.constant;
+        while self.bfs() {
+            self.iter.clear();
+            self.iter.extend_from_slice(&self.head);
+            self.path.clear();
+            let mut u = s;
+            loop {
+                if u == t {
+                    let f = self
+                        .path
+                        .iter()
+                        .map(|&e| self.cap[e as usize])
+                        .min()
+                        .unwrap_or(0);
+                    for &e in &self.path {
+                        self.cap[e as usize] -= f;
+                        self.cap[(e ^ 1) as usize] += f;
+                    }
+                    flow += f;
+                    self.path.clear();
+                    u = s;
+                    continue;
+                }
+                let mut advanced = false;
+                while self.iter[u] != NONE {
+                    let e = self.iter[u] as usize;
+                    let v = self.to[e] as usize;
+                    if self.cap[e] > 0 && self.level[v] == self.level[u] + 1 {
+                        self.path.push(e as u32);
+                        u = v;
+                        advanced = true;
+                        break;
+                    }
+                    self.iter[u] = self.next[e];
+                }
+                if !advanced {
+                    // Dead end: never visit u again in this phase, step back.
+                    self.level[u] = -1;
+                    match self.path.pop() {
+                        None => break,
+                        Some(e) => {
+                            u = self.to[(e ^ 1) as usize] as usize;
+                            self.iter[u] = self.next[e as usize];
+                        }
+                    }
+                }
+            }
+        }
+        // The last BFS failed to reach the sink; its levels mark what the source still reaches.
+        flow
+    }
+
+    /// After [`MaxFlow::solve`]: whether `u` lies on the source side of the minimum cut.
+    pub fn is_source_side(&self, u: usize) -> bool {
+        self.level.get(u).is_some_and(|&l| l >= 0)
+    }
+}
+
+/// Graph-cut settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GraphCutConfig {
+    /// Largest neighbour-link capacity (equal colours); data terms are one unit per level of B − G.
+    pub lambda: i64,
+    /// Colour-difference scale σ (8-bit RGB units) of the neighbour links `λ·exp(−|ΔI|²/2σ²)`.
+    pub sigma: f32,
+}
+
+impl Default for GraphCutConfig {
+    fn default() -> Self {
+        GraphCutConfig {
+            lambda: 24,
+            sigma: 12.0,
+        }
+    }
+}
+
+/// Squared colour differences are bucketed by this shift for the weight table.
+const DIFF_SHIFT: u32 = 4;
+const TABLE: usize = ((3 * 255 * 255) >> DIFF_SHIFT) + 1;
+const HARD: i64 = 1 << 24;
+
+/// Refines nucleus masks by graph cut on crops; keeps its graph and tables between crops.
+#[derive(Clone, Debug)]
+pub struct Refiner {
+    flow: MaxFlow,
+    weights: Vec<i64>,
+    config: GraphCutConfig,
+    scratch: Vec<GridEdge>,
+}
+
+impl Refiner {
+    /// A refiner with its neighbour-weight table.
+    pub fn new(config: GraphCutConfig) -> Self {
+        let two_s2 = 2.0 * config.sigma.max(0.5) * config.sigma.max(0.5);
+        let weights = (0..TABLE)
+            .map(|i| {
+                let d2 = ((i << DIFF_SHIFT) + (1 << (DIFF_SHIFT - 1))) as f32;
+                (config.lambda as f32 * (-d2 / two_s2).exp()).round() as i64
+            })
+            .collect();
+        Refiner {
+            flow: MaxFlow::new(),
+            weights,
+            config,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GraphCutConfig {
+        &self.config
+    }
+
+    /// Cuts the crop `roi = [x0, y0, x1, y1]` (exclusive ends, clamped to the frame) of a training-scale
+    /// frame into nucleus / not nucleus, writing one byte per crop pixel (row-major, 1 = nucleus) into `out`.
+    /// Returns the flow value (the cut's cost).
+    pub fn refine(
+        &mut self,
+        frame: &Frame,
+        clustering: &Clustering,
+        roi: [u32; 4],
+        out: &mut Vec<u8>,
+    ) -> i64 {
+        let roi = clamp_roi(frame, roi);
+        let (w, h) = ((roi[2] - roi[0]) as usize, (roi[3] - roi[1]) as usize);
+        out.clear();
+        out.resize(w * h, 0);
+        if w == 0 || h == 0 {
+            return 0;
+        }
+        let flow = &mut self.flow;
+        flow.reset(w * h);
+        // Split borrows: the graph is filled while the weight table is read.
+        let mut tw = Vec::new();
+        std::mem::swap(&mut tw, &mut self.scratch);
+        tw.clear();
+        build_grid(&self.weights, frame, clustering, roi, |e| tw.push(e));
+        for e in &tw {
+            match *e {
+                GridEdge::Terminal(i, s, t) => flow.add_tweights(i as usize, s, t),
+                GridEdge::Link(i, j, c) => flow.add_edge(i as usize, j as usize, c, c),
+            }
+        }
+        std::mem::swap(&mut tw, &mut self.scratch);
+        let value = flow.solve();
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = flow.is_source_side(i) as u8;
+        }
+        value
+    }
+
+    /// The graph [`Refiner::refine`] would cut, as a list (for comparisons with other solvers).
+    pub fn graph(&self, frame: &Frame, clustering: &Clustering, roi: [u32; 4]) -> GridGraph {
+        let roi = clamp_roi(frame, roi);
+        let mut edges = Vec::new();
+        build_grid(&self.weights, frame, clustering, roi, |e| edges.push(e));
+        GridGraph {
+            width: roi[2] - roi[0],
+            height: roi[3] - roi[1],
+            edges,
+        }
+    }
+}
+
+/// One element of a grid graph: terminal weights `(node, from source, to sink)` or a symmetric neighbour
+/// link `(node, node, capacity)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GridEdge {
+    /// `(node, from source, to sink)`.
+    Terminal(u32, i64, i64),
+    /// `(node, node, capacity both ways)`.
+    Link(u32, u32, i64),
+}
+
+/// A crop's graph as built for the cut (nodes numbered row-major).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GridGraph {
+    /// Crop width.
+    pub width: u32,
+    /// Crop height.
+    pub height: u32,
+    /// Terminal weights and neighbour links.
+    pub edges: Vec<GridEdge>,
+}
+
+impl GridGraph {
+    /// Loads it into a [`MaxFlow`] (reset first).
+    pub fn load(&self, flow: &mut MaxFlow) {
+        flow.reset(self.width as usize * self.height as usize);
+        for e in &self.edges {
+            match *e {
+                GridEdge::Terminal(i, s, t) => flow.add_tweights(i as usize, s, t),
+                GridEdge::Link(i, j, c) => flow.add_edge(i as usize, j as usize, c, c),
+            }
+        }
+    }
+}
+
+fn clamp_roi(frame: &Frame, roi: [u32; 4]) -> [u32; 4] {
+    let x0 = roi[0].min(frame.width());
+    let y0 = roi[1].min(frame.height());
+    [
+        x0,
+        y0,
+        roi[2].clamp(x0, frame.width()),
+        roi[3].clamp(y0, frame.height()),
+    ]
+}
+
+#[inline]
+fn link(weights: &[i64], a: [u8; 3], b: [u8; 3]) -> i64 {
+    let d = |i: usize| {
+        let v = a[i] as i32 - b[i] as i32;
+        (v * v) as usize
+    };
+    weights[(d(0) + d(1) + d(2)) >> DIFF_SHIFT]
+}
+
+/// Emits the seeded grid graph of a (clamped) crop.
+fn build_grid(
+    weights: &[i64],
+    frame: &Frame,
+    clustering: &Clustering,
+    roi: [u32; 4],
+    mut emit: impl FnMut(GridEdge),
+) {
+    let [x0, y0, x1, y1] = roi;
+    let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
+    let core = clustering.nucleus_contrast();
+    let threshold = (core + clustering.runner_up_contrast()) / 2;
+    let nucleus = clustering.nucleus() as u8;
+    for y in 0..h {
+        for x in 0..w {
+            let i = (y * w + x) as u32;
+            let p = frame.pixel(x0 + x as u32, y0 + y as u32);
+            let s = nucleus_score(p) as i32;
+            let border = x == 0 || y == 0 || x + 1 == w || y + 1 == h;
+            let (src, snk) = if border {
+                (0, HARD)
+            } else if clustering.label(p) == nucleus && s >= core {
+                (HARD, 0)
+            } else {
+                let d = (s - threshold) as i64;
+                (d.max(0), (-d).max(0))
+            };
+            emit(GridEdge::Terminal(i, src, snk));
+            if x + 1 < w {
+                let q = frame.pixel(x0 + x as u32 + 1, y0 + y as u32);
+                emit(GridEdge::Link(i, i + 1, link(weights, p, q)));
+            }
+            if y + 1 < h {
+                let q = frame.pixel(x0 + x as u32, y0 + y as u32 + 1);
+                emit(GridEdge::Link(i, i + w as u32, link(weights, p, q)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    /// Reference: Edmonds–Karp on a dense capacity matrix.
+    fn edmonds_karp(n: usize, edges: &[(usize, usize, i64)], s: usize, t: usize) -> i64 {
+        let mut c = vec![vec![0i64; n]; n];
+        for &(u, v, w) in edges {
+            c[u][v] += w;
+        }
+        let mut flow = 0;
+        loop {
+            let mut prev = vec![usize::MAX; n];
+            prev[s] = s;
+            let mut q = VecDeque::from([s]);
+            while let Some(u) = q.pop_front() {
+                for v in 0..n {
+                    if c[u][v] > 0 && prev[v] == usize::MAX {
+                        prev[v] = u;
+                        q.push_back(v);
+                    }
+                }
+            }
+            if prev[t] == usize::MAX {
+                return flow;
+            }
+            let mut f = i64::MAX;
+            let mut v = t;
+            while v != s {
+                f = f.min(c[prev[v]][v]);
+                v = prev[v];
+            }
+            let mut v = t;
+            while v != s {
+                c[prev[v]][v] -= f;
+                c[v][prev[v]] += f;
+                v = prev[v];
+            }
+            flow += f;
+        }
+    }
+
+    #[test]
+    fn textbook_network() {
+        // CLRS figure 26.1: max flow 23.
+        let mut g = MaxFlow::new();
+        g.reset(4);
+        let (s, t) = (g.source(), g.sink());
+        for (u, v, c) in [
+            (s, 0, 16),
+            (s, 1, 13),
+            (0, 2, 12),
+            (1, 0, 4),
+            (1, 3, 14),
+            (2, 1, 9),
+            (2, t, 20),
+            (3, 2, 7),
+            (3, t, 4),
+        ] {
+            g.add_edge(u, v, c, 0);
+        }
+        assert_eq!(g.solve(), 23);
+        assert!(g.is_source_side(s) && !g.is_source_side(t));
+    }
+
+    #[test]
+    fn tweights_count_common_part() {
+        let mut g = MaxFlow::new();
+        g.reset(1);
+        g.add_tweights(0, 5, 3);
+        assert_eq!(g.solve(), 3);
+        assert!(g.is_source_side(0));
+    }
+
+    #[test]
+    fn refine_finds_a_violet_disc() {
+        let mut data = Vec::new();
+        for y in 0..40i32 {
+            for x in 0..40i32 {
+                let inside = (x - 20).pow(2) + (y - 20).pow(2) < 64;
+                data.extend_from_slice(if inside {
+                    &[110, 80, 180]
+                } else {
+                    &[200, 170, 175]
+                });
+            }
+        }
+        let f = Frame::new(40, 40, data).unwrap();
+        let c = super::super::kmeans::kmeans(
+            &super::super::kmeans::Histogram::of_frame(&f),
+            &super::super::kmeans::KMeansConfig {
+                k: 2,
+                max_iter: 10,
+                sqrt_weights: false,
+            },
+        );
+        let mut r = Refiner::new(GraphCutConfig::default());
+        let mut out = Vec::new();
+        r.refine(&f, &c, [0, 0, 40, 40], &mut out);
+        let area: usize = out.iter().map(|&v| v as usize).sum();
+        assert!((180..=220).contains(&area), "{area}");
+        assert_eq!(out[20 * 40 + 20], 1);
+        assert_eq!(out[0], 0);
+    }
+
+    #[test]
+    fn exported_graph_has_the_same_flow_as_refine() {
+        let mut data = Vec::new();
+        for y in 0..30i32 {
+            for x in 0..30i32 {
+                let v = ((x * 7 + y * 13) % 40) as u8;
+                let inside = (x - 15).pow(2) + (y - 14).pow(2) < 40;
+                data.extend_from_slice(&if inside {
+                    [100 + v, 70, 170 + v / 2]
+                } else {
+                    [190 + v / 2, 160, 165]
+                });
+            }
+        }
+        let f = Frame::new(30, 30, data).unwrap();
+        let c = super::super::kmeans::kmeans(
+            &super::super::kmeans::Histogram::of_frame(&f),
+            &super::super::kmeans::KMeansConfig::default(),
+        );
+        let mut r = Refiner::new(GraphCutConfig::default());
+        let mut out = Vec::new();
+        let v = r.refine(&f, &c, [2, 2, 28, 28], &mut out);
+        let mut g = MaxFlow::new();
+        r.graph(&f, &c, [2, 2, 28, 28]).load(&mut g);
+        assert_eq!(g.solve(), v);
+    }
+
+    proptest! {
+        #[test]
+        fn flow_equals_cut_and_reference(
+            n in 2usize..9,
+            raw in prop::collection::vec((0usize..11, 0usize..11, 0i64..20), 0..40),
+        ) {
+            let mut g = MaxFlow::new();
+            g.reset(n);
+            let (s, t) = (g.source(), g.sink());
+            let total = n + 2;
+            let edges: Vec<(usize, usize, i64)> = raw
+                .into_iter()
+                .map(|(u, v, c)| (u % total, v % total, c))
+                .filter(|&(u, v, _)| u != v)
+                .collect();
+            for &(u, v, c) in &edges {
+                g.add_edge(u, v, c, 0);
+            }
+            let flow = g.solve();
+            let cut: i64 = edges
+                .iter()
+                .filter(|&&(u, v, _)| g.is_source_side(u) && !g.is_source_side(v))
+                .map(|&(_, _, c)| c)
+                .sum();
+            prop_assert_eq!(flow, cut);
+            prop_assert_eq!(flow, edmonds_karp(total, &edges, s, t));
+        }
+
+        #[test]
+        fn tweights_match_plain_terminal_edges(
+            tw in prop::collection::vec((0i64..30, 0i64..30), 1..8),
+            links in prop::collection::vec((0usize..8, 0usize..8, 0i64..15), 0..16),
+        ) {
+            let n = tw.len();
+            let mut a = MaxFlow::new();
+            a.reset(n);
+            let mut edges = Vec::new();
+            let (s, t) = (a.source(), a.sink());
+            for (i, &(src, snk)) in tw.iter().enumerate() {
+                a.add_tweights(i, src, snk);
+                edges.push((s, i, src));
+                edges.push((i, t, snk));
+            }
+            for &(u, v, c) in &links {
+                let (u, v) = (u % n, v % n);
+                if u != v {
+                    a.add_edge(u, v, c, c);
+                    edges.push((u, v, c));
+                    edges.push((v, u, c));
+                }
+            }
+            prop_assert_eq!(a.solve(), edmonds_karp(n + 2, &edges, s, t));
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! White-cell detection in a smear frame: where the stained nuclei are, which lobes belong together, and a
+//! box per cell.
+//!
+//! Steps, all at the training scale ([`crate::preprocess::to_training_scale`]) for speed:
+//! 1. [`kmeans`]: integer K-means on the colour histogram; the nucleus cluster gives a nucleus mask.
+//! 2. [`components`]: connected components of the mask; lobes close together are one cell; small ones
+//!    (platelets) and faint clusters are dropped.
+//! 3. [`graphcut`] (optional, on by default): each candidate's nucleus is re-cut by max-flow on a crop
+//!    around it, seeded from the K-means result.
+//! 4. A box per cell (nucleus box grown to a cell's extent), reported in the *original* frame's pixels, and
+//!    the classifier centre (the [`crate::preprocess::LOCATE_BOX`] window of largest nucleus score inside the
+//!    nucleus, as the training crops were made).
+//!
+//! This module knows pixels and geometry, never models or cell types. Buffers live in [`Segmenter`] and are
+//! reused from frame to frame; the cell list has a fixed capacity ([`MAX_CELLS`]) with an overflow flag.
+//! The default [`SegmentConfig`] was tuned on the BCCD `train` smears only (`examples/bccd_quality.rs`).
+
+pub mod components;
+pub mod draw;
+pub mod graphcut;
+pub mod kmeans;
+pub mod voc;
+
+use crate::frame::Frame;
+use crate::preprocess::{self, nucleus_score, LOCATE_BOX};
+use components::{group_lobes, Component, Labeller};
+use graphcut::{GraphCutConfig, Refiner};
+use kmeans::{Clustering, Histogram, KMeansConfig};
+pub use voc::{iou, voc_boxes};
+
+/// Most cells reported per frame; more set [`Segmentation::overflow`].
+pub const MAX_CELLS: usize = 64;
+
+/// Detection settings (lengths and areas at the training scale, 320×240 for a 640×480 frame).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SegmentConfig {
+    /// K-means settings.
+    pub kmeans: KMeansConfig,
+    /// The nucleus cluster's centroid must have B − G at least this, and this much above the next
+    /// cluster, or the frame has no stained nuclei (blank, over-exposed or unstained frames).
+    pub min_contrast: i32,
+    /// Components smaller than this are ignored when grouping lobes (noise, specks).
+    pub min_lobe: u32,
+    /// Lobes whose boxes are at most this far apart are one cell.
+    pub lobe_gap: u32,
+    /// Lobes whose centroids are at most this far apart are one cell (about a cell radius).
+    pub cell_radius: u32,
+    /// A grouped nucleus may span at most this many pixels per side (keeps neighbouring cells apart).
+    pub max_nucleus_side: u32,
+    /// A cell's nucleus covers at least this many pixels (platelets are smaller).
+    pub min_area: u32,
+    /// The cell box is the nucleus box grown by this many pixels on each side ...
+    pub cell_margin: u32,
+    /// ... and at least this many pixels per side (centred on the nucleus).
+    pub min_cell_side: u32,
+    /// Graph-cut refinement of each candidate (None: K-means mask only).
+    pub graphcut: Option<GraphCutConfig>,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        SegmentConfig {
+            kmeans: KMeansConfig::default(),
+            min_contrast: 30,
+            min_lobe: 12,
+            lobe_gap: 8,
+            cell_radius: 55,
+            max_nucleus_side: 130,
+            min_area: 600,
+            cell_margin: 10,
+            min_cell_side: 60,
+            graphcut: Some(GraphCutConfig::default()),
+        }
+    }
+}
+
+/// One detected white cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Detection {
+    /// Cell box `[x0, y0, x1, y1]` in the original frame's pixels (`x1`, `y1` exclusive).
+    pub bbox: [u32; 4],
+    /// Nucleus box at the training scale.
+    pub nucleus_bbox: [u32; 4],
+    /// Nucleus pixels at the training scale.
+    pub nucleus_area: u32,
+    /// Classifier crop centre at the training scale (pass to [`crate::preprocess::cell_input`]).
+    pub centre: (u32, u32),
+}
+
+/// The cells of one frame.
+#[derive(Clone, Debug)]
+pub struct Segmentation {
+    /// The frame at the training scale (crops come from it).
+    pub scaled: Frame,
+    /// Original pixels per training-scale pixel.
+    pub scale: u32,
+    /// Detected cells, largest nucleus first.
+    pub cells: heapless::Vec<Detection, MAX_CELLS>,
+    /// More than [`MAX_CELLS`] cells were found; the smallest were dropped.
+    pub overflow: bool,
+    /// Colour clusters (centroids in 8-bit RGB) and the nucleus cluster's index.
+    pub centroids: Vec<[u8; 3]>,
+    /// Index of the nucleus cluster in `centroids`.
+    pub nucleus_cluster: usize,
+}
+
+/// Detects white cells; owns every per-frame buffer so a stream of frames allocates little.
+#[derive(Clone, Debug)]
+pub struct Segmenter {
+    config: SegmentConfig,
+    hist: Histogram,
+    mask: Vec<u8>,
+    mask_size: (u32, u32),
+    labeller: Labeller,
+    components: Vec<Component>,
+    groups: Vec<Component>,
+    refiner: Option<Refiner>,
+    cut: Vec<u8>,
+    integral: Vec<u32>,
+}
+
+impl Default for Segmenter {
+    fn default() -> Self {
+        Segmenter::new(SegmentConfig::default())
+    }
+}
+
+impl Segmenter {
+    /// A segmenter with these settings.
+    pub fn new(config: SegmentConfig) -> Self {
+        Segmenter {
+            config,
+            hist: Histogram::new(),
+            mask: Vec::new(),
+            mask_size: (0, 0),
+            labeller: Labeller::default(),
+            components: Vec::new(),
+            groups: Vec::new(),
+            refiner: config.graphcut.map(Refiner::new),
+            cut: Vec::new(),
+            integral: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SegmentConfig {
+        &self.config
+    }
+
+    /// The last frame's nucleus mask at the training scale (`w × h` bytes, 1 = nucleus, after refinement).
+    pub fn mask(&self) -> (&[u8], u32, u32) {
+        (&self.mask, self.mask_size.0, self.mask_size.1)
+    }
+
+    /// Clusters a training-scale frame's colours (step 1 alone; used by benches and comparisons).
+    pub fn cluster(&mut self, scaled: &Frame) -> Clustering {
+        self.hist.clear();
+        self.hist.add_frame(scaled);
+        kmeans::kmeans(&self.hist, &self.config.kmeans)
+    }
+
+    /// Finds the white cells of a frame of any size.
+    pub fn segment(&mut self, frame: &Frame) -> Segmentation {
+        let scale = preprocess::scale_factor(frame.width(), frame.height())
+            .min(frame.width())
+            .min(frame.height())
+            .max(1);
+        let scaled = preprocess::to_training_scale(frame);
+        let clustering = self.cluster(&scaled);
+        let (w, h) = (scaled.width(), scaled.height());
+        self.mask_size = (w, h);
+        self.mask.clear();
+        let cfg = self.config;
+        let contrast_ok = clustering.k() > 1
+            && clustering.nucleus_contrast() >= cfg.min_contrast
+            && clustering.nucleus_contrast() - clustering.runner_up_contrast() >= cfg.min_contrast;
+        let nucleus = clustering.nucleus() as u8;
+        self.mask.extend(
+            scaled
+                .data()
+                .chunks_exact(3)
+                .map(|p| (contrast_ok && clustering.label([p[0], p[1], p[2]]) == nucleus) as u8),
+        );
+        self.labeller.label(&self.mask, w, h, &mut self.components);
+        group_lobes(
+            &self.components,
+            cfg.min_lobe,
+            cfg.lobe_gap,
+            cfg.cell_radius,
+            cfg.max_nucleus_side,
+            &mut self.groups,
+        );
+        self.groups.retain(|g| g.area >= cfg.min_area);
+        if let Some(refiner) = self.refiner.as_mut() {
+            refine_groups(
+                refiner,
+                &scaled,
+                &clustering,
+                &cfg,
+                &mut self.groups,
+                &mut self.mask,
+                &mut self.cut,
+            );
+        }
+        build_integral(&scaled, &mut self.integral);
+        let mut cells = heapless::Vec::new();
+        let mut overflow = false;
+        for g in &self.groups {
+            let det = detection(g, &cfg, scale, frame, &scaled, &self.integral);
+            if cells.push(det).is_err() {
+                overflow = true;
+                break;
+            }
+        }
+        Segmentation {
+            centroids: clustering.centroids(),
+            nucleus_cluster: clustering.nucleus(),
+            scaled,
+            scale,
+            cells,
+            overflow,
+        }
+    }
+}
+
+/// Re-cuts each group on a crop around it and replaces its nucleus box and area by the cut's.
+fn refine_groups(
+    refiner: &mut Refiner,
+    scaled: &Frame,
+    clustering: &Clustering,
+    cfg: &SegmentConfig,
+    groups: &mut Vec<Component>,
+    mask: &mut [u8],
+    cut: &mut Vec<u8>,
+) {
+    let (w, h) = (scaled.width(), scaled.height());
+    let pad = cfg.lobe_gap + 4;
+    for g in groups.iter_mut() {
+        let roi = [
+            g.bbox[0].saturating_sub(pad),
+            g.bbox[1].saturating_sub(pad),
+            (g.bbox[2] + pad).min(w),
+            (g.bbox[3] + pad).min(h),
+        ];
+        refiner.refine(scaled, clustering, roi, cut);
+        let rw = (roi[2] - roi[0]) as usize;
+        let mut out = Component {
+            area: 0,
+            bbox: [u32::MAX, u32::MAX, 0, 0],
+            sum_x: 0,
+            sum_y: 0,
+        };
+        for (i, &v) in cut.iter().enumerate() {
+            let (x, y) = (roi[0] + (i % rw) as u32, roi[1] + (i / rw) as u32);
+            mask[(y * w + x) as usize] = v;
+            if v != 0 {
+                out.area += 1;
+                out.sum_x += x as u64;
+                out.sum_y += y as u64;
+                out.bbox = [
+                    out.bbox[0].min(x),
+                    out.bbox[1].min(y),
+                    out.bbox[2].max(x + 1),
+                    out.bbox[3].max(y + 1),
+                ];
+            }
+        }
+        if out.area > 0 {
+            *g = out;
+        }
+    }
+    groups.retain(|g| g.area >= cfg.min_area);
+}
+
+/// Integral image of the nucleus score, `(w + 1) × (h + 1)`.
+fn build_integral(scaled: &Frame, integral: &mut Vec<u32>) {
+    let (w, h) = (scaled.width() as usize, scaled.height() as usize);
+    integral.clear();
+    integral.resize((w + 1) * (h + 1), 0);
+    for y in 0..h {
+        let mut row = 0u32;
+        for x in 0..w {
+            row = row.saturating_add(nucleus_score(scaled.pixel(x as u32, y as u32)));
+            integral[(y + 1) * (w + 1) + x + 1] = integral[y * (w + 1) + x + 1].saturating_add(row);
+        }
+    }
+}
+
+/// The centre of the [`LOCATE_BOX`] window with the largest nucleus score among windows centred inside `b`
+/// (the rule [`crate::preprocess::locate`] uses on whole frames, restricted to one cell).
+fn locate_in(scaled: &Frame, integral: &[u32], b: [u32; 4]) -> (u32, u32) {
+    let (w, h) = (scaled.width() as i64, scaled.height() as i64);
+    let stride = (w + 1) as usize;
+    let half = LOCATE_BOX as i64 / 2;
+    let sum = |x0: i64, y0: i64, x1: i64, y1: i64| -> u64 {
+        let (x0, y0) = (x0.clamp(0, w) as usize, y0.clamp(0, h) as usize);
+        let (x1, y1) = (x1.clamp(0, w) as usize, y1.clamp(0, h) as usize);
+        (integral[y1 * stride + x1] as u64 + integral[y0 * stride + x0] as u64)
+            .saturating_sub(integral[y0 * stride + x1] as u64 + integral[y1 * stride + x0] as u64)
+    };
+    // Ties (a nucleus smaller than the window) go to the window nearest the nucleus box centre.
+    let (mx, my) = ((b[0] + b[2]) as i64 / 2, (b[1] + b[3]) as i64 / 2);
+    let mut best = (0u64, i64::MIN, mx as u32, my as u32);
+    for cy in b[1]..b[3].max(b[1] + 1) {
+        for cx in b[0]..b[2].max(b[0] + 1) {
+            let (x, y) = (cx as i64, cy as i64);
+            let s = sum(x - half, y - half, x + half, y + half);
+            let near = -((x - mx).pow(2) + (y - my).pow(2));
+            if (s, near) > (best.0, best.1) {
+                best = (s, near, cx, cy);
+            }
+        }
+    }
+    (best.2, best.3)
+}
+
+fn detection(
+    g: &Component,
+    cfg: &SegmentConfig,
+    scale: u32,
+    frame: &Frame,
+    scaled: &Frame,
+    integral: &[u32],
+) -> Detection {
+    let (w, h) = (scaled.width() as i64, scaled.height() as i64);
+    let b = g.bbox;
+    let cx2 = (b[0] + b[2]) as i64; // twice the centre
+    let cy2 = (b[1] + b[3]) as i64;
+    let side = |lo: u32, hi: u32| ((hi - lo + 2 * cfg.cell_margin).max(cfg.min_cell_side)) as i64;
+    let (sw, sh) = (side(b[0], b[2]), side(b[1], b[3]));
+    let x0 = ((cx2 - sw) / 2).clamp(0, w);
+    let y0 = ((cy2 - sh) / 2).clamp(0, h);
+    let x1 = ((cx2 + sw) / 2).clamp(0, w);
+    let y1 = ((cy2 + sh) / 2).clamp(0, h);
+    let s = scale as i64;
+    let bbox = [
+        (x0 * s).min(frame.width() as i64) as u32,
+        (y0 * s).min(frame.height() as i64) as u32,
+        (x1 * s).min(frame.width() as i64) as u32,
+        (y1 * s).min(frame.height() as i64) as u32,
+    ];
+    Detection {
+        bbox,
+        nucleus_bbox: b,
+        nucleus_area: g.area,
+        centre: locate_in(scaled, integral, b),
+    }
+}
+
+#[cfg(test)]
+mod tests;

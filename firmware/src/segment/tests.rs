@@ -1,0 +1,190 @@
+//! Detection on synthetic smears and hostile inputs: each gives a defined result, none panics.
+
+use super::*;
+
+/// A synthetic smear: light background, pink red cells, violet nuclei at `nuclei` (centre, radius).
+fn smear(w: u32, h: u32, nuclei: &[(i32, i32, i32)]) -> Frame {
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h as i32 {
+        for x in 0..w as i32 {
+            let rbc =
+                ((x / 40 + y / 40) % 2 == 0) && ((x % 40 - 20).pow(2) + (y % 40 - 20).pow(2) < 225);
+            let nuc = nuclei
+                .iter()
+                .any(|&(cx, cy, r)| (x - cx).pow(2) + (y - cy).pow(2) < r * r);
+            let px = if nuc {
+                [105, 75, 175]
+            } else if rbc {
+                [185, 150, 158]
+            } else {
+                [205, 200, 202]
+            };
+            data.extend_from_slice(&px);
+        }
+    }
+    Frame::new(w, h, data).unwrap()
+}
+
+#[test]
+fn finds_one_cell_and_reports_original_coordinates() {
+    let f = smear(640, 480, &[(300, 200, 30)]);
+    let s = Segmenter::default().segment(&f);
+    assert_eq!(s.cells.len(), 1, "{:?}", s.cells);
+    let b = s.cells[0].bbox;
+    assert!(
+        b[0] < 300 && b[2] > 300 && b[1] < 200 && b[3] > 200,
+        "{b:?}"
+    );
+    assert_eq!(s.scale, 2);
+    let (cx, cy) = s.cells[0].centre;
+    assert!((cx as i32 - 150).abs() <= 3 && (cy as i32 - 100).abs() <= 3);
+}
+
+#[test]
+fn platelets_are_not_cells() {
+    let f = smear(640, 480, &[(300, 200, 30), (100, 100, 6), (500, 400, 5)]);
+    let s = Segmenter::default().segment(&f);
+    assert_eq!(s.cells.len(), 1);
+}
+
+#[test]
+fn lobes_of_one_cell_are_merged() {
+    let f = smear(640, 480, &[(300, 200, 22), (344, 204, 22), (322, 244, 20)]);
+    let s = Segmenter::default().segment(&f);
+    assert_eq!(s.cells.len(), 1, "{:?}", s.cells);
+}
+
+#[test]
+fn no_white_cell_gives_no_cells() {
+    let s = Segmenter::default().segment(&smear(640, 480, &[]));
+    assert!(s.cells.is_empty());
+}
+
+#[test]
+fn blank_black_white_and_overexposed_frames_give_no_cells() {
+    for rgb in [[0, 0, 0], [255, 255, 255], [250, 252, 255]] {
+        let s = Segmenter::default().segment(&Frame::filled(640, 480, rgb).unwrap());
+        assert!(s.cells.is_empty(), "{rgb:?}");
+        assert!(!s.overflow);
+    }
+}
+
+#[test]
+fn one_pixel_frame_is_defined() {
+    let s = Segmenter::default().segment(&Frame::filled(1, 1, [100, 60, 180]).unwrap());
+    assert!(s.cells.is_empty());
+    assert_eq!((s.scaled.width(), s.scaled.height()), (1, 1));
+}
+
+#[test]
+fn twenty_touching_cells_are_twenty_boxes_or_fewer_never_a_panic() {
+    // A 5×4 grid of nuclei 60 px apart at 640×480: touching cells, separate nuclei.
+    let nuclei: Vec<_> = (0..20)
+        .map(|i| (80 + (i % 5) * 120, 60 + (i / 5) * 120, 32))
+        .collect();
+    let s = Segmenter::default().segment(&smear(640, 480, &nuclei));
+    assert_eq!(s.cells.len(), 20, "{}", s.cells.len());
+    assert!(!s.overflow);
+}
+
+#[test]
+fn more_than_max_cells_sets_overflow() {
+    let nuclei: Vec<_> = (0..80)
+        .map(|i| (24 + (i % 10) * 62, 24 + (i / 10) * 60, 12))
+        .collect();
+    let cfg = SegmentConfig {
+        min_area: 50,
+        max_nucleus_side: 20,
+        ..SegmentConfig::default()
+    };
+    let s = Segmenter::new(cfg).segment(&smear(640, 480, &nuclei));
+    assert_eq!(s.cells.len(), MAX_CELLS);
+    assert!(s.overflow);
+}
+
+#[test]
+fn huge_frame_is_downscaled_first() {
+    // 8000×6000 → factor 25 → 320×240; the working buffers are training-scale sized.
+    let f = Frame::filled(8000, 6000, [205, 200, 202]).unwrap();
+    let mut seg = Segmenter::default();
+    let s = seg.segment(&f);
+    assert_eq!((s.scaled.width(), s.scaled.height()), (320, 240));
+    assert_eq!(seg.mask().0.len(), 320 * 240);
+    assert!(s.cells.is_empty());
+}
+
+#[test]
+fn same_frame_same_cells() {
+    let f = smear(640, 480, &[(300, 200, 30), (120, 380, 28)]);
+    let mut seg = Segmenter::default();
+    let a = seg.segment(&f).cells;
+    let b = seg.segment(&f).cells;
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 2);
+}
+
+#[test]
+fn without_graphcut_still_detects() {
+    let cfg = SegmentConfig {
+        graphcut: None,
+        ..SegmentConfig::default()
+    };
+    let s = Segmenter::new(cfg).segment(&smear(640, 480, &[(300, 200, 30)]));
+    assert_eq!(s.cells.len(), 1);
+}
+
+#[test]
+fn overlay_keeps_geometry() {
+    let f = smear(640, 480, &[(300, 200, 30)]);
+    let mut seg = Segmenter::default();
+    let s = seg.segment(&f);
+    let (m, mw, mh) = seg.mask();
+    let o = draw::overlay(&f, m, mw, mh, s.scale, &s.cells);
+    assert_eq!((o.width(), o.height()), (640, 480));
+    assert_ne!(o, f);
+}
+
+/// The bundled BCCD frames: every annotated white cell is found (IoU ≥ 0.5) — a smoke test of real data.
+#[test]
+fn bundled_smears_find_their_white_cells() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/smears");
+    let mut seg = Segmenter::default();
+    let (mut found, mut total) = (0, 0);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().and_then(|e| e.to_str()) != Some("jpg") {
+            continue;
+        }
+        let f = Frame::open(&p).unwrap();
+        let xml = std::fs::read_to_string(p.with_extension("xml")).unwrap();
+        let truth = crate::segment::voc_boxes(&xml, "WBC");
+        let s = seg.segment(&f);
+        for t in &truth {
+            total += 1;
+            if s.cells.iter().any(|c| iou(c.bbox, *t) >= 0.5) {
+                found += 1;
+            }
+        }
+    }
+    assert!(total >= 8);
+    assert!(found * 10 >= total * 9, "{found}/{total}");
+}
+
+/// A truncated JPEG is one clear error naming the file, never a panic.
+#[test]
+fn truncated_jpeg_is_a_named_error() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples/smears/BloodImage_00001.jpg");
+    let bytes = std::fs::read(&src).unwrap();
+    let dir = std::env::temp_dir().join(format!("leuko-seg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cut = dir.join("cut_short.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    match Frame::open(&cut) {
+        Err(e) => assert!(e.to_string().contains("cut_short.jpg"), "{e}"),
+        // Some decoders fill the missing rows; then the frame must still segment without panicking.
+        Ok(f) => {
+            Segmenter::default().segment(&f);
+        }
+    }
+}

@@ -1,0 +1,735 @@
+//! The count session: light on → home → autofocus → capture → analyse → journal → next field, until the
+//! target count; the only module that drives hardware and the journal together.
+//!
+//! Guarantees:
+//! - **Nothing lost, nothing twice**: a frame's cells are committed to the [`Journal`] (fsync'd) before any
+//!   of them is shown ([`Event::Cell`]); a resumed session skips every field the journal has committed and
+//!   never reuses a frame id (see [`crate::journal`] for the crash windows).
+//! - **Exact target**: the last frame contributes only the cells still needed, so a 100-cell differential
+//!   has exactly 100 cells.
+//! - **A camera that drops** is retried: timeouts and dropped frames at once, a disconnected camera with
+//!   exponential back-off; when the attempts run out the session *pauses* — writes a `paused` record, turns
+//!   the light off, shows [`Status::Attention`] and returns [`Outcome::Paused`] with a message saying what
+//!   to do. The journal keeps every committed cell; `--resume` continues.
+//!
+//! The analysis is behind the small [`Analyzer`] trait, implemented for the real
+//! [`crate::pipeline::Pipeline`] and for [`BlobAnalyzer`], a model-free test double.
+
+use std::time::Duration;
+
+use crate::autofocus::{autofocus, AutofocusConfig, AutofocusError, FocusReport};
+use crate::board::{
+    Button, Camera, Error, ErrorKind, Focus, Illumination, Microscope, Stage, Status, StatusLed,
+};
+use crate::frame::Frame;
+use crate::journal::{crop_to_png_base64, CellEntry, Journal, JournalError};
+use crate::preprocess::Class;
+
+/// One cell found in a frame, as the session journals it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellRecord {
+    /// Box in frame pixels (`[x0, y0, x1, y1]`).
+    pub bbox: [u32; 4],
+    /// Type, `None` = unidentified.
+    pub class: Option<Class>,
+    /// Confidence of the type.
+    pub confidence: f32,
+    /// The crop shown to the user and kept in the journal.
+    pub crop: Frame,
+}
+
+/// Finds and types the white cells of a frame.
+pub trait Analyzer {
+    /// Why a frame could not be analysed.
+    type Error: std::error::Error;
+
+    /// The cells of one frame, in a stable order.
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, Self::Error>;
+}
+
+impl<A: Analyzer + ?Sized> Analyzer for &mut A {
+    type Error = A::Error;
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, Self::Error> {
+        A::analyze(self, frame)
+    }
+}
+
+impl<A: Analyzer + ?Sized> Analyzer for Box<A> {
+    type Error = A::Error;
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, Self::Error> {
+        A::analyze(self, frame)
+    }
+}
+
+impl Analyzer for crate::pipeline::Pipeline {
+    type Error = crate::classify::InferenceError;
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, Self::Error> {
+        let result = crate::pipeline::Pipeline::analyze(self, frame)?;
+        Ok(result
+            .cells
+            .into_iter()
+            .map(|c| CellRecord {
+                bbox: c.bbox,
+                class: c.class,
+                confidence: c.confidence,
+                crop: c.crop,
+            })
+            .collect())
+    }
+}
+
+/// A model-free test double: one "cell" per block of a 4×4 grid whose most stained pixel (nucleus score
+/// `B − G` on a 1/8 downscale) passes a threshold; the class is picked from the block position. It exists so
+/// the session, the journal and the HIL suite can be tested without a trained model; it is not a counter.
+#[derive(Clone, Copy, Debug)]
+pub struct BlobAnalyzer {
+    /// Minimum nucleus score.
+    pub threshold: u8,
+}
+
+impl Default for BlobAnalyzer {
+    fn default() -> Self {
+        BlobAnalyzer { threshold: 50 }
+    }
+}
+
+/// [`BlobAnalyzer`] never fails.
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+pub struct NeverFails;
+
+impl Analyzer for BlobAnalyzer {
+    type Error = NeverFails;
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, NeverFails> {
+        let small = frame.downscale(8);
+        let (w, h) = (small.width(), small.height());
+        let mut out = Vec::new();
+        for by in 0..4u32 {
+            for bx in 0..4u32 {
+                let (x0, x1, y0, y1) = (bx * w / 4, (bx + 1) * w / 4, by * h / 4, (by + 1) * h / 4);
+                let peak = (y0..y1)
+                    .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+                    .map(|(x, y)| {
+                        let [_, g, b] = small.pixel(x, y);
+                        b.saturating_sub(g)
+                    })
+                    .max()
+                    .unwrap_or(0);
+                if peak < self.threshold {
+                    continue;
+                }
+                let f = frame.width() / w.max(1);
+                let bbox = [x0 * f, y0 * f, x1 * f, y1 * f];
+                let crop = crate::preprocess::crop(
+                    frame,
+                    (bbox[0] + bbox[2]) / 2,
+                    (bbox[1] + bbox[3]) / 2,
+                    64,
+                );
+                out.push(CellRecord {
+                    bbox,
+                    class: Some(crate::preprocess::CLASSES[((bx + by) % 4) as usize]),
+                    confidence: f32::from(peak) / 255.0,
+                    crop,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How a dropping camera is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per frame before pausing.
+    pub attempts: u32,
+    /// First back-off after a disconnect; doubles each time.
+    pub first_delay: Duration,
+    /// Back-off ceiling.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 8,
+            first_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Session settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionConfig {
+    /// Cells to count (a new journal's target; a resumed one keeps its own).
+    pub target: u32,
+    /// Illumination level while counting, per mille.
+    pub light: u16,
+    /// Autofocus settings.
+    pub autofocus: AutofocusConfig,
+    /// Refocus every this many fields (1 = every field; 0 = only the first).
+    pub refocus_every: u32,
+    /// Fields to visit with a motorised stage `(cols, rows)`, serpentine.
+    pub grid: (u32, u32),
+    /// Stage steps between fields.
+    pub pitch: (i32, i32),
+    /// Stage position of the first field.
+    pub origin: (i32, i32),
+    /// Camera retries.
+    pub retry: RetryPolicy,
+    /// How long to wait for the user's button press (no motorised stage).
+    pub button_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            target: 100,
+            light: 700,
+            autofocus: AutofocusConfig::default(),
+            refocus_every: 1,
+            grid: (10, 10),
+            pitch: (1, 1),
+            origin: (0, 0),
+            retry: RetryPolicy::default(),
+            button_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Progress reports, for the console or a display.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Axes homed.
+    Homed,
+    /// At a new field.
+    Field {
+        /// Field index.
+        field: u32,
+        /// Stage position, if motorised.
+        stage: Option<(i32, i32)>,
+    },
+    /// Autofocus done.
+    Focused(&'a FocusReport),
+    /// A camera error is being retried.
+    Retry {
+        /// Attempt number (1-based).
+        attempt: u32,
+        /// Back-off before the next attempt.
+        delay: Duration,
+        /// The error.
+        error: String,
+    },
+    /// The user must do something (move the slide and press the button).
+    Prompt(&'a str),
+    /// A cell, already durable in the journal.
+    Cell(&'a CellEntry),
+    /// A frame's cells are committed.
+    FrameCommitted {
+        /// Field index.
+        field: u32,
+        /// Cells from this frame.
+        cells: u32,
+        /// Cells counted so far.
+        counted: u32,
+    },
+}
+
+/// How a session ended (without an error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target was reached.
+    Finished {
+        /// Cells counted.
+        counted: u32,
+    },
+    /// Every field was visited before the target was reached.
+    SlideExhausted {
+        /// Cells counted.
+        counted: u32,
+    },
+    /// Stopped waiting for a person; `--resume` continues.
+    Paused {
+        /// What happened and what to do.
+        reason: String,
+        /// Cells counted.
+        counted: u32,
+    },
+}
+
+/// Why a session stopped with an error (the journal still holds every committed cell).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The analysis failed.
+    #[error("analysing field {field}: {message}")]
+    Analyzer {
+        /// Field index.
+        field: u32,
+        /// The error.
+        message: String,
+    },
+    /// The microscope is set up wrongly (no stage and no button).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A hardware failure while acquiring a field.
+struct HwFault {
+    kind: ErrorKind,
+    message: String,
+}
+
+fn hw<E: Error>(what: &str) -> impl FnOnce(E) -> HwFault + '_ {
+    move |e| HwFault {
+        kind: e.kind(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+impl From<AutofocusError> for HwFault {
+    fn from(e: AutofocusError) -> Self {
+        HwFault {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The fields of a serpentine scan: `(index, (col, row))`.
+pub fn serpentine(grid: (u32, u32)) -> Vec<(u32, (u32, u32))> {
+    let mut v = Vec::with_capacity((grid.0 * grid.1) as usize);
+    for row in 0..grid.1 {
+        for i in 0..grid.0 {
+            let col = if row % 2 == 0 { i } else { grid.0 - 1 - i };
+            v.push((row * grid.0 + i, (col, row)));
+        }
+    }
+    v
+}
+
+/// A field to visit: its index and, with a motorised stage, its position.
+type FieldPlan = (u32, Option<(i32, i32)>);
+
+/// Runs (or continues) a count session until the target, the end of the slide, or a pause.
+pub fn run<C, L, F, S, B, T, A>(
+    scope: &mut Microscope<C, L, F, S, B, T>,
+    analyzer: &mut A,
+    journal: &mut Journal,
+    cfg: &SessionConfig,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Outcome, SessionError>
+where
+    C: Camera,
+    L: Illumination,
+    F: Focus,
+    S: Stage,
+    B: Button,
+    T: StatusLed,
+    A: Analyzer,
+{
+    let target = journal.state().target;
+    if journal.state().finished || journal.state().counted() >= target {
+        return Ok(Outcome::Finished {
+            counted: journal.state().counted(),
+        });
+    }
+    if scope.stage.is_none() && scope.button.is_none() {
+        return Err(SessionError::Config(
+            "no motorised stage and no button: nothing to tell the session that the field moved"
+                .into(),
+        ));
+    }
+    show(scope, Status::Busy);
+    if let Err(f) = prepare(scope, cfg) {
+        return pause(scope, journal, &f, "preparing the microscope");
+    }
+    on_event(&Event::Homed);
+    let resumed = journal.state().records > 1;
+    let fields: Box<dyn Iterator<Item = FieldPlan>> = if scope.stage.is_some() {
+        let (origin, pitch) = (cfg.origin, cfg.pitch);
+        Box::new(serpentine(cfg.grid).into_iter().map(move |(i, (c, r))| {
+            let pos = (origin.0 + pitch.0 * c as i32, origin.1 + pitch.1 * r as i32);
+            (i, Some(pos))
+        }))
+    } else {
+        // By hand: as many fields as it takes, numbered after the last committed one.
+        let first = journal
+            .state()
+            .done_fields
+            .iter()
+            .next_back()
+            .map_or(0, |f| f + 1);
+        Box::new((first..u32::MAX).map(|i| (i, None)))
+    };
+    let mut visited = 0u32;
+    for (field, stage_pos) in fields {
+        if journal.state().done_fields.contains(&field) {
+            continue;
+        }
+        let counted = journal.state().counted();
+        if counted >= target {
+            break;
+        }
+        // Go to the field.
+        match (stage_pos, scope.stage.as_mut()) {
+            (Some(pos), Some(stage)) => {
+                if let Err(f) = stage.move_to(pos).map_err(hw("stage")) {
+                    return pause(scope, journal, &f, "moving the stage");
+                }
+            }
+            _ => {
+                if visited > 0 || resumed {
+                    let msg = "move the slide to a new field, then press the button";
+                    show(scope, Status::Attention);
+                    on_event(&Event::Prompt(msg));
+                    let Some(button) = scope.button.as_mut() else {
+                        break;
+                    };
+                    match button.wait_press(cfg.button_timeout) {
+                        Ok(true) => show(scope, Status::Busy),
+                        Ok(false) => {
+                            let f = HwFault {
+                                kind: ErrorKind::Timeout,
+                                message: "nobody pressed the button".into(),
+                            };
+                            return pause(scope, journal, &f, "waiting for the next field");
+                        }
+                        Err(e) => {
+                            return pause(scope, journal, &hw("button")(e), "reading the button")
+                        }
+                    }
+                }
+            }
+        }
+        on_event(&Event::Field {
+            field,
+            stage: stage_pos,
+        });
+        let refocus = visited == 0 || (cfg.refocus_every > 0 && visited % cfg.refocus_every == 0);
+        let frame = match acquire(scope, cfg, refocus, on_event) {
+            Ok(f) => f,
+            Err(f) => return pause(scope, journal, &f, &format!("capturing field {field}")),
+        };
+        visited += 1;
+        let cells = analyzer
+            .analyze(&frame)
+            .map_err(|e| SessionError::Analyzer {
+                field,
+                message: e.to_string(),
+            })?;
+        let need = (target - counted) as usize;
+        let mut entries = Vec::with_capacity(cells.len().min(need));
+        for (index, c) in cells.into_iter().take(need).enumerate() {
+            entries.push(CellEntry {
+                frame: 0,
+                field,
+                index: index as u32,
+                bbox: c.bbox,
+                class: c.class,
+                confidence: c.confidence,
+                crop_png: crop_to_png_base64(&c.crop)?,
+            });
+        }
+        let id = journal.next_frame();
+        journal.commit_frame(id, field, stage_pos, scope.focus.position(), &entries)?;
+        // Durable: now they may be shown.
+        for e in journal.state().cells[journal.state().cells.len() - entries.len()..].iter() {
+            on_event(&Event::Cell(e));
+        }
+        on_event(&Event::FrameCommitted {
+            field,
+            cells: entries.len() as u32,
+            counted: journal.state().counted(),
+        });
+    }
+    let counted = journal.state().counted();
+    let _ = scope.light.off();
+    if counted >= target {
+        journal.finish()?;
+        show(scope, Status::Idle);
+        Ok(Outcome::Finished { counted })
+    } else {
+        journal.pause("slide exhausted before the target count")?;
+        show(scope, Status::Attention);
+        Ok(Outcome::SlideExhausted { counted })
+    }
+}
+
+fn show<C, L, F, S, B, T: StatusLed>(scope: &mut Microscope<C, L, F, S, B, T>, status: Status) {
+    if let Some(led) = scope.status.as_mut() {
+        let _ = led.show(status); // a dead status LED must not stop a count
+    }
+}
+
+fn prepare<C: Camera, L: Illumination, F: Focus, S: Stage, B, T>(
+    scope: &mut Microscope<C, L, F, S, B, T>,
+    cfg: &SessionConfig,
+) -> Result<(), HwFault> {
+    scope
+        .light
+        .set_level(cfg.light)
+        .map_err(hw("illumination"))?;
+    scope.focus.home().map_err(hw("focus homing"))?;
+    if let Some(stage) = scope.stage.as_mut() {
+        stage.home().map_err(hw("stage homing"))?;
+    }
+    Ok(())
+}
+
+/// Focus (if asked) and capture one frame, retrying a dropping camera.
+fn acquire<C: Camera, L, F: Focus, S, B, T>(
+    scope: &mut Microscope<C, L, F, S, B, T>,
+    cfg: &SessionConfig,
+    mut refocus: bool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Frame, HwFault> {
+    let mut delay = cfg.retry.first_delay;
+    let mut attempt = 0;
+    loop {
+        let result = (|| -> Result<Frame, HwFault> {
+            if refocus {
+                let r = autofocus(&mut scope.camera, &mut scope.focus, &cfg.autofocus)?;
+                on_event(&Event::Focused(&r));
+                refocus = false;
+            }
+            scope.camera.flush().map_err(hw("camera"))?;
+            scope.camera.capture().map_err(hw("camera"))
+        })();
+        match result {
+            Ok(f) => return Ok(f),
+            Err(f) if f.kind.is_transient() && attempt + 1 < cfg.retry.attempts.max(1) => {
+                attempt += 1;
+                let wait = if f.kind == ErrorKind::Disconnected {
+                    delay
+                } else {
+                    Duration::ZERO
+                };
+                on_event(&Event::Retry {
+                    attempt,
+                    delay: wait,
+                    error: f.message.clone(),
+                });
+                std::thread::sleep(wait);
+                if f.kind == ErrorKind::Disconnected {
+                    delay = (delay * 2).min(cfg.retry.max_delay);
+                }
+            }
+            Err(f) => return Err(f),
+        }
+    }
+}
+
+fn pause<C, L: Illumination, F, S, B, T: StatusLed>(
+    scope: &mut Microscope<C, L, F, S, B, T>,
+    journal: &mut Journal,
+    fault: &HwFault,
+    doing: &str,
+) -> Result<Outcome, SessionError> {
+    let _ = scope.light.off();
+    show(scope, Status::Attention);
+    let advice = match fault.kind {
+        ErrorKind::Disconnected | ErrorKind::Timeout => "check the camera cable and power",
+        ErrorKind::Stalled => "check the motor, its driver's power and the end stop",
+        ErrorKind::NotHomed | ErrorKind::Limit => "check the board file's limits",
+        _ => "check the hardware",
+    };
+    let counted = journal.state().counted();
+    let reason = format!(
+        "paused while {doing}: {}; {advice}, then continue with --resume ({counted} cells are safe in {})",
+        fault.message,
+        journal.path().display()
+    );
+    journal.pause(&reason)?;
+    Ok(Outcome::Paused { reason, counted })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::sim::{microscope, Faults, SimConfig};
+    use crate::journal::read;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("leuko-session-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    fn sim() -> SimConfig {
+        SimConfig {
+            downscale: 4,
+            grid: Some((5, 5)),
+            ..SimConfig::bundled()
+        }
+    }
+
+    fn cfg(target: u32) -> SessionConfig {
+        SessionConfig {
+            target,
+            grid: (5, 5),
+            refocus_every: 0,
+            retry: RetryPolicy {
+                attempts: 4,
+                first_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(4),
+            },
+            ..SessionConfig::default()
+        }
+    }
+
+    /// An analyzer that reports a fixed number of cells per frame.
+    struct Fixed(usize);
+    impl Analyzer for Fixed {
+        type Error = NeverFails;
+        fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, NeverFails> {
+            Ok((0..self.0)
+                .map(|i| CellRecord {
+                    bbox: [i as u32, 0, i as u32 + 1, 1],
+                    class: None,
+                    confidence: 0.3,
+                    crop: crate::preprocess::crop(frame, 10, 10, 8),
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn counts_exactly_the_target_and_journals_every_cell_first() {
+        let (mut m, h) = microscope(sim()).unwrap();
+        let p = tmp("exact.jsonl");
+        let mut j = Journal::create(&p, 10, "sim").unwrap();
+        let mut shown = 0;
+        let out = run(&mut m, &mut Fixed(3), &mut j, &cfg(10), &mut |e| {
+            if let Event::Cell(_) = e {
+                shown += 1;
+                // Shown only once durable: the file already has it.
+                assert!(read(&p).unwrap().counted() >= shown);
+            }
+        })
+        .unwrap();
+        assert_eq!(out, Outcome::Finished { counted: 10 });
+        assert_eq!(shown, 10);
+        let st = read(&p).unwrap();
+        assert_eq!(st.counted(), 10);
+        assert_eq!(st.done_fields.len(), 4);
+        assert!(st.finished);
+        assert_eq!(h.light(), 0);
+        assert_eq!(h.status(), Some(Status::Idle));
+    }
+
+    #[test]
+    fn unplugged_camera_is_retried_with_back_off() {
+        let (mut m, h) = microscope(sim()).unwrap();
+        let p = tmp("unplug.jsonl");
+        let mut j = Journal::create(&p, 4, "sim").unwrap();
+        h.set_faults(Faults {
+            unplugged_for: 2,
+            ..Faults::default()
+        });
+        let mut retries = 0;
+        let out = run(&mut m, &mut Fixed(2), &mut j, &cfg(4), &mut |e| {
+            if let Event::Retry { .. } = e {
+                retries += 1;
+            }
+        })
+        .unwrap();
+        assert_eq!(out, Outcome::Finished { counted: 4 });
+        assert_eq!(retries, 2);
+    }
+
+    #[test]
+    fn camera_gone_for_good_pauses_keeping_the_data() {
+        let (mut m, h) = microscope(sim()).unwrap();
+        let p = tmp("gone.jsonl");
+        let mut j = Journal::create(&p, 20, "sim").unwrap();
+        h.set_faults(Faults {
+            unplug_at_frame: Some(25),
+            unplug_len: u32::MAX,
+            ..Faults::default()
+        });
+        let out = run(&mut m, &mut Fixed(2), &mut j, &cfg(20), &mut |_| {}).unwrap();
+        let Outcome::Paused { reason, counted } = out else {
+            panic!("{out:?}")
+        };
+        assert!(counted > 0 && counted < 20, "{counted}");
+        assert!(
+            reason.contains("camera") && reason.contains("--resume"),
+            "{reason}"
+        );
+        assert_eq!(h.light(), 0);
+        assert_eq!(h.status(), Some(Status::Attention));
+        drop(j);
+        // Plugged back in: resume finishes without recounting a field.
+        h.set_faults(Faults::default());
+        let mut j = Journal::resume(&p).unwrap();
+        let out = run(&mut m, &mut Fixed(2), &mut j, &cfg(20), &mut |_| {}).unwrap();
+        assert_eq!(out, Outcome::Finished { counted: 20 });
+        let st = read(&p).unwrap();
+        assert_eq!(st.counted(), 20);
+        assert_eq!(st.done_fields.len(), 10);
+    }
+
+    #[test]
+    fn stalled_focus_motor_pauses() {
+        let (mut m, h) = microscope(sim()).unwrap();
+        h.set_faults(Faults {
+            focus_stuck: true,
+            ..Faults::default()
+        });
+        let p = tmp("stall.jsonl");
+        let mut j = Journal::create(&p, 5, "sim").unwrap();
+        let out = run(&mut m, &mut Fixed(1), &mut j, &cfg(5), &mut |_| {}).unwrap();
+        let Outcome::Paused { reason, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert!(reason.contains("motor"), "{reason}");
+    }
+
+    #[test]
+    fn without_a_stage_the_user_is_prompted_per_field() {
+        let (m, h) = microscope(sim()).unwrap();
+        let mut m = Microscope {
+            camera: m.camera,
+            light: m.light,
+            focus: m.focus,
+            stage: None::<crate::board::NoStage>,
+            button: m.button,
+            status: m.status,
+        };
+        let p = tmp("manual.jsonl");
+        let mut j = Journal::create(&p, 6, "sim").unwrap();
+        let out = run(&mut m, &mut Fixed(2), &mut j, &cfg(6), &mut |_| {}).unwrap();
+        assert_eq!(out, Outcome::Finished { counted: 6 });
+        assert_eq!(h.presses(), 2);
+    }
+
+    #[test]
+    fn serpentine_visits_every_field_once_with_neighbouring_moves() {
+        let s = serpentine((3, 2));
+        let pos: Vec<(u32, u32)> = s.iter().map(|f| f.1).collect();
+        assert_eq!(pos, vec![(0, 0), (1, 0), (2, 0), (2, 1), (1, 1), (0, 1)]);
+    }
+
+    #[test]
+    fn blob_analyzer_finds_stained_nuclei_on_bundled_smears() {
+        let mut n = 0;
+        for e in
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/smears")).unwrap()
+        {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "jpg") {
+                n += BlobAnalyzer::default()
+                    .analyze(&Frame::open(&p).unwrap())
+                    .unwrap()
+                    .len();
+            }
+        }
+        assert!(n >= 8, "{n}");
+    }
+}

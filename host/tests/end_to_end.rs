@@ -1,0 +1,102 @@
+//! The whole slice on a tiny data set built from the bundled samples: train (CPU, a few steps) → export ONNX +
+//! card → the device's tract classifier loads it and agrees with tch; and the host's input tensor for a JPEG
+//! is the device's, value for value.
+use std::path::{Path, PathBuf};
+
+use leukoscope::{preprocess, Classifier, Frame, ModelSource, CLASSES};
+use leukoscope_host::{data, export, nets::Arch, train};
+use tch::Device;
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/cells")
+}
+
+/// A Kaggle-layout root with the 12 bundled images as TRAIN, each image its own source smear.
+fn tiny_root(dir: &Path) -> PathBuf {
+    let root = dir.join("data");
+    let mut csv = String::from("split,class,file,source_smear,match_corr,margin\n");
+    for class in CLASSES {
+        let to = root.join("dataset2-master/images/TRAIN").join(class.name());
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(samples().join(class.name())).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            std::fs::copy(&p, to.join(&name)).unwrap();
+            csv += &format!("TRAIN,{},{name},{}-{name},1.0,0.5\n", class.name(), class.name());
+        }
+    }
+    std::fs::write(root.join("dataset2-master/source_smears.csv"), csv).unwrap();
+    root
+}
+
+#[test]
+fn train_export_and_classify_on_the_device_path() {
+    let dir = std::env::temp_dir().join(format!("leuko-e2e-{}", std::process::id()));
+    let root = tiny_root(&dir);
+    let recipe = train::Recipe {
+        arch: "edge".into(),
+        epochs: 2,
+        batch: 4,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        cosine: true,
+        augment: true,
+        label_smoothing: 0.1,
+        val_fraction: 0.34,
+        seed: 3,
+        limit_per_class: None,
+        shift: 4,
+        mixup: 0.2,
+    };
+    let out = dir.join("run");
+    let log = train::train(Arch::Edge, &recipe, &root, &out, Device::Cpu, "test").expect("training runs");
+    assert_eq!(log.epochs.len(), 2);
+    assert!(log.n_val > 0 && log.n_train > 0);
+    assert!(log.epochs.iter().all(|e| e.train_loss.is_finite()));
+
+    let (_vs, graph) = train::load(Arch::Edge, &out.join("best.ot")).expect("weights reload");
+    let onnx = dir.join("m/edge-test.onnx");
+    let info = export::CardInfo {
+        name: "edge-test".into(),
+        arch: "edge".into(),
+        training_command: "test".into(),
+        unidentified_threshold: 0.5,
+    };
+    export::write_float_model(&graph, &onnx, &info).expect("export");
+    let classifier = Classifier::load(&ModelSource::File(onnx.clone())).expect("device loads the export");
+
+    // Same JPEG through the device path and through tch: same probabilities.
+    let jpeg = samples().join("MONOCYTE/_0_5020.jpeg");
+    let frame = Frame::open(&jpeg).unwrap();
+    let device = classifier.classify_frame(&frame).unwrap();
+    let inputs = data::load_inputs(
+        &[data::Sample { path: jpeg, split: "TEST".into(), class: leukoscope::Class::Monocyte, file: "x".into() }],
+        1,
+    );
+    let (x, _) = inputs.tensors();
+    let logits = tch::no_grad(|| graph.forward_t(&data::normalize_batch(&x), false));
+    let host: Vec<f32> = Vec::try_from(logits.softmax(-1, tch::Kind::Float).view([-1])).unwrap();
+    for (h, d) in host.iter().zip(device.probs) {
+        assert!((h - d).abs() < 1e-4, "host {host:?} vs device {:?}", device.probs);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn host_and_device_make_the_same_tensor_from_a_jpeg() {
+    for class in CLASSES {
+        let dir = samples().join(class.name());
+        let jpeg = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+        let device = preprocess::normalize(&preprocess::frame_input(&Frame::open(&jpeg).unwrap()).0);
+        let inputs = data::load_inputs(
+            &[data::Sample { path: jpeg.clone(), split: "TEST".into(), class, file: "x".into() }],
+            1,
+        );
+        let (x, _) = inputs.tensors();
+        let host = data::normalize_batch(&x);
+        assert_eq!(host.size(), vec![1, 3, preprocess::INPUT as i64, preprocess::INPUT as i64]);
+        let host: Vec<f32> = Vec::try_from(host.contiguous().view([-1])).unwrap();
+        let max = host.iter().zip(&device).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(max < 1e-6, "{}: host and device tensors differ by {max}", jpeg.display());
+    }
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Cross-builds the device binary for a 64-bit Raspberry Pi (aarch64-unknown-linux-gnu) with the `rpi` feature
+# and runs the firmware's unit tests under qemu-aarch64. Idempotent: installs only what is missing.
+#   scripts/cross.sh            # install, build, test
+#   CROSS_SKIP_TESTS=1 scripts/cross.sh   # build only
+# The binary lands in target/aarch64-unknown-linux-gnu/release/leukoscope.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=aarch64-unknown-linux-gnu
+SYSROOT=/usr/aarch64-linux-gnu
+need=()
+for pkg in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    echo "cross.sh: installing ${need[*]}" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+
+glibc=$(ls "$SYSROOT"/lib/libc.so.6 >/dev/null 2>&1 && \
+    dpkg-query -W -f='${Version}' libc6-dev-arm64-cross 2>/dev/null || echo unknown)
+echo "cross.sh: target glibc (libc6-dev-arm64-cross) $glibc" >&2
+
+cargo build -p leukoscope --release --target "$TARGET" --features rpi --bin leukoscope
+bin="target/$TARGET/release/leukoscope"
+# The newest glibc symbol version the binary needs: the Pi's glibc must be at least this.
+if command -v aarch64-linux-gnu-objdump >/dev/null; then
+    max=$(aarch64-linux-gnu-objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
+    echo "cross.sh: $bin needs $max or newer on the Pi" >&2
+fi
+qemu-aarch64 -L "$SYSROOT" "$bin" --version
+
+if [ -z "${CROSS_SKIP_TESTS:-}" ]; then
+    cargo test -p leukoscope --lib --target "$TARGET" --features rpi
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need (scripts/setup.sh: pinned libtorch, onnxruntime oracle) and runs every
+# check: formatting, clippy, all tests of every crate, and the docs. README's "run all tests" command and
+# .ci/run are this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(scripts/setup.sh)"
+
+step() { printf '\n== %s\n' "$*" >&2; }
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (all crates, all targets, -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test (all crates)"
+cargo test --workspace
+step "cargo doc (-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet

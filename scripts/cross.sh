@@ -3,7 +3,10 @@
 # and runs the firmware's unit tests under qemu-aarch64. Idempotent: installs only what is missing.
 #   scripts/cross.sh            # install, build, test
 #   CROSS_SKIP_TESTS=1 scripts/cross.sh   # build only
-# The binary lands in target/aarch64-unknown-linux-gnu/release/leukoscope.
+#   CROSS_PROFILE=release scripts/cross.sh # the binary to install on a Pi
+# CI uses the dev profile (dependencies at opt-level 2): the test binaries and the device binary then share one
+# build of tract, which halves the cross-compile time. The binary lands in
+# $CARGO_TARGET_DIR/aarch64-unknown-linux-gnu/<debug|release>/leukoscope.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +32,10 @@ glibc=$(ls "$SYSROOT"/lib/libc.so.6 >/dev/null 2>&1 && \
     dpkg-query -W -f='${Version}' libc6-dev-arm64-cross 2>/dev/null || echo unknown)
 echo "cross.sh: target glibc (libc6-dev-arm64-cross) $glibc" >&2
 
-cargo build -p leukoscope --release --target "$TARGET" --features rpi --bin leukoscope
-bin="target/$TARGET/release/leukoscope"
+PROFILE="${CROSS_PROFILE:-dev}"
+outdir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+cargo build -p leukoscope --profile "$PROFILE" --target "$TARGET" --features rpi --bin leukoscope
+bin="${CARGO_TARGET_DIR:-target}/$TARGET/$outdir/leukoscope"
 # The newest glibc symbol version the binary needs: the Pi's glibc must be at least this.
 if command -v aarch64-linux-gnu-objdump >/dev/null; then
     max=$(aarch64-linux-gnu-objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
@@ -39,5 +44,5 @@ fi
 qemu-aarch64 -L "$SYSROOT" "$bin" --version
 
 if [ -z "${CROSS_SKIP_TESTS:-}" ]; then
-    cargo test -p leukoscope --lib --target "$TARGET" --features rpi
+    cargo test -p leukoscope --lib --profile "$PROFILE" --target "$TARGET" --features rpi
 fi

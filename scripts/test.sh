@@ -15,3 +15,5 @@ step "cargo test (all crates)"
 cargo test --workspace
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+step "cross-build for the Pi (aarch64, rpi feature) + firmware unit tests under qemu-aarch64"
+scripts/cross.sh

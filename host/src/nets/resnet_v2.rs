@@ -33,7 +33,6 @@ pub const FILTERS: [i64; 4] = [64, 128, 256, 512];
 pub const FEATURES: i64 = 2048;
 
 /// Keras' `block2`: one pre-activation bottleneck block on `x` (`cin` channels).
-#[allow(clippy::too_many_arguments)]
 fn block2(
     b: &mut Builder,
     name: &str,

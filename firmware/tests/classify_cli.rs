@@ -13,8 +13,16 @@ fn samples() -> PathBuf {
 
 #[test]
 fn json_lines_have_the_documented_shape() {
-    let out = bin().args(["classify", "--json"]).arg(samples()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["classify", "--json"])
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 12, "one line per bundled image");
@@ -27,7 +35,10 @@ fn json_lines_have_the_documented_shape() {
         assert_eq!(keys, ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]);
         let sum: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
         assert!((sum - 1.0).abs() < 1e-3, "{line}");
-        assert_eq!(v["confidence"].as_f64().unwrap(), probs[class].as_f64().unwrap());
+        assert_eq!(
+            v["confidence"].as_f64().unwrap(),
+            probs[class].as_f64().unwrap()
+        );
     }
 }
 
@@ -51,7 +62,11 @@ fn bad_files_are_named_and_the_rest_still_classified() {
     assert!(stderr.contains("missing.jpeg"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 1, "the good image is still classified: {stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the good image is still classified: {stdout}"
+    );
     assert!(stdout.contains("_0_3975.jpeg"));
 }
 
@@ -61,7 +76,12 @@ fn wrong_model_file_is_one_clear_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("m.onnx");
     std::fs::write(&model, b"random bytes, not a model").unwrap();
-    let out = bin().args(["classify", "--model"]).arg(&model).arg(samples()).output().unwrap();
+    let out = bin()
+        .args(["classify", "--model"])
+        .arg(&model)
+        .arg(samples())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("m.json"), "missing card is named: {stderr}");

@@ -47,7 +47,10 @@ pub fn resolve_root(given: Option<&Path>) -> Result<PathBuf, DataError> {
         return if p.is_dir() {
             Ok(p.to_owned())
         } else {
-            Err(DataError::Empty(format!("{}: data folder not found", p.display())))
+            Err(DataError::Empty(format!(
+                "{}: data folder not found",
+                p.display()
+            )))
         };
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -81,7 +84,10 @@ pub fn list(root: &Path, split: &str) -> Result<Vec<Sample>, DataError> {
     let mut out = Vec::new();
     for class in CLASSES {
         let cdir = dir.join(class.name());
-        let rd = std::fs::read_dir(&cdir).map_err(|source| DataError::Io { path: cdir.clone(), source })?;
+        let rd = std::fs::read_dir(&cdir).map_err(|source| DataError::Io {
+            path: cdir.clone(),
+            source,
+        })?;
         let mut files: Vec<String> = rd
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -107,19 +113,32 @@ pub fn list(root: &Path, split: &str) -> Result<Vec<Sample>, DataError> {
 /// `(split, class, file)` → source smear, from `dataset2-master/source_smears.csv`.
 pub fn source_smears(root: &Path) -> Result<HashMap<(String, Class, String), String>, DataError> {
     let path = root.join("dataset2-master/source_smears.csv");
-    let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io {
+        path: path.clone(),
+        source,
+    })?;
     let mut map = HashMap::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
             continue;
         }
         let f: Vec<&str> = line.split(',').collect();
-        let bad = |reason: String| DataError::Csv { path: path.clone(), line: i + 1, reason };
+        let bad = |reason: String| DataError::Csv {
+            path: path.clone(),
+            line: i + 1,
+            reason,
+        };
         if f.len() < 4 {
-            return Err(bad(format!("expected split,class,file,source_smear,... got {line:?}")));
+            return Err(bad(format!(
+                "expected split,class,file,source_smear,... got {line:?}"
+            )));
         }
-        let class = Class::from_name(f[1]).ok_or_else(|| bad(format!("unknown class {:?}", f[1])))?;
-        map.insert((f[0].to_string(), class, f[2].to_string()), f[3].to_string());
+        let class =
+            Class::from_name(f[1]).ok_or_else(|| bad(format!("unknown class {:?}", f[1])))?;
+        map.insert(
+            (f[0].to_string(), class, f[2].to_string()),
+            f[3].to_string(),
+        );
     }
     Ok(map)
 }
@@ -185,8 +204,15 @@ pub fn grouped_split(
             .collect();
         let mut all: Vec<&String> = set.into_iter().collect();
         rng.shuffle(&mut all);
-        let k = ((all.len() as f64 * fraction).round() as usize).clamp(1.min(all.len()), all.len().saturating_sub(1));
-        val_smears.insert(class, all[..k].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+        let k = ((all.len() as f64 * fraction).round() as usize)
+            .clamp(1.min(all.len()), all.len().saturating_sub(1));
+        val_smears.insert(
+            class,
+            all[..k]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<_>>(),
+        );
     }
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for (i, s) in samples.iter().enumerate() {
@@ -199,7 +225,11 @@ pub fn grouped_split(
             train.push(i)
         }
     }
-    Split { train, val, val_smears }
+    Split {
+        train,
+        val,
+        val_smears,
+    }
 }
 
 /// Decoded model inputs for a list of samples.
@@ -239,7 +269,8 @@ impl Inputs {
 pub fn load_inputs(samples: &[Sample], threads: usize) -> Inputs {
     let threads = threads.max(1);
     let chunk = samples.len().div_ceil(threads).max(1);
-    let results: Vec<Vec<(usize, Result<Vec<u8>, String>)>> = std::thread::scope(|s| {
+    type Decoded = Vec<(usize, Result<Vec<u8>, String>)>;
+    let results: Vec<Decoded> = std::thread::scope(|s| {
         let handles: Vec<_> = samples
             .chunks(chunk)
             .enumerate()
@@ -257,7 +288,10 @@ pub fn load_inputs(samples: &[Sample], threads: usize) -> Inputs {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("decoder thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("decoder thread"))
+            .collect()
     });
     let mut out = Inputs::default();
     for (i, r) in results.into_iter().flatten() {
@@ -280,8 +314,12 @@ pub fn load_inputs(samples: &[Sample], threads: usize) -> Inputs {
 /// mean and std (the tch twin of [`leukoscope::preprocess::normalize`]).
 pub fn normalize_batch(x: &Tensor) -> Tensor {
     let dev = x.device();
-    let mean = Tensor::from_slice(&preprocess::MEAN).to_device(dev).view([1, 3, 1, 1]);
-    let std = Tensor::from_slice(&preprocess::STD).to_device(dev).view([1, 3, 1, 1]);
+    let mean = Tensor::from_slice(&preprocess::MEAN)
+        .to_device(dev)
+        .view([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&preprocess::STD)
+        .to_device(dev)
+        .view([1, 3, 1, 1]);
     (x.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0 - mean) / std
 }
 
@@ -295,7 +333,12 @@ mod tests {
     use super::*;
 
     fn sample(class: Class, file: &str) -> Sample {
-        Sample { path: file.into(), split: "TRAIN".into(), class, file: file.into() }
+        Sample {
+            path: file.into(),
+            split: "TRAIN".into(),
+            class,
+            file: file.into(),
+        }
     }
 
     #[test]
@@ -305,12 +348,22 @@ mod tests {
         for class in CLASSES {
             for i in 0..200 {
                 let f = format!("{}_{i}.jpeg", class.name());
-                smears.insert(("TRAIN".to_string(), class, f.clone()), format!("{}-smear{}", class.name(), i % 10));
+                smears.insert(
+                    ("TRAIN".to_string(), class, f.clone()),
+                    format!("{}-smear{}", class.name(), i % 10),
+                );
                 samples.push(sample(class, &f));
             }
         }
         let split = grouped_split(&samples, &smears, 0.2, 7);
-        let smear_of = |i: usize| smears[&("TRAIN".to_string(), samples[i].class, samples[i].file.clone())].clone();
+        let smear_of = |i: usize| {
+            smears[&(
+                "TRAIN".to_string(),
+                samples[i].class,
+                samples[i].file.clone(),
+            )]
+                .clone()
+        };
         let tr: BTreeSet<String> = split.train.iter().map(|&i| smear_of(i)).collect();
         let va: BTreeSet<String> = split.val.iter().map(|&i| smear_of(i)).collect();
         assert!(tr.is_disjoint(&va));
@@ -319,7 +372,11 @@ mod tests {
             assert!(split.val.iter().any(|&i| samples[i].class == class));
         }
         assert_eq!(split.train.len() + split.val.len(), samples.len());
-        assert_eq!(split, grouped_split(&samples, &smears, 0.2, 7), "same seed, same split");
+        assert_eq!(
+            split,
+            grouped_split(&samples, &smears, 0.2, 7),
+            "same seed, same split"
+        );
         assert_ne!(split.val, grouped_split(&samples, &smears, 0.2, 8).val);
     }
 
@@ -331,7 +388,11 @@ mod tests {
         let host = normalize_batch(&Tensor::from_slice(&data).view([1, 128, 128, 3]));
         let host: Vec<f32> = Vec::try_from(host.contiguous().view([-1])).unwrap();
         assert_eq!(host.len(), device.len());
-        let diff = host.iter().zip(&device).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let diff = host
+            .iter()
+            .zip(&device)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(diff < 1e-6, "max diff {diff}");
     }
 
@@ -341,7 +402,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let bad = dir.join("bad.jpeg");
         std::fs::write(&bad, b"\xFF\xD8\xFF garbage").unwrap();
-        let inputs = load_inputs(&[Sample { path: bad.clone(), split: "TRAIN".into(), class: Class::Monocyte, file: "bad.jpeg".into() }], 2);
+        let inputs = load_inputs(
+            &[Sample {
+                path: bad.clone(),
+                split: "TRAIN".into(),
+                class: Class::Monocyte,
+                file: "bad.jpeg".into(),
+            }],
+            2,
+        );
         assert!(inputs.is_empty());
         assert_eq!(inputs.skipped.len(), 1);
         assert!(inputs.skipped[0].1.contains("bad.jpeg"));

@@ -36,7 +36,10 @@ pub enum ExportFileError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportFileError + '_ {
-    move |source| ExportFileError::Io { path: path.to_owned(), source }
+    move |source| ExportFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// What goes into a new card besides what the graph determines.
@@ -53,9 +56,16 @@ pub struct CardInfo {
 }
 
 /// Exports `graph` to `onnx_path` and writes its card beside it (`.json`); returns the card.
-pub fn write_float_model(graph: &Graph, onnx_path: &Path, info: &CardInfo) -> Result<ModelCard, ExportFileError> {
+pub fn write_float_model(
+    graph: &Graph,
+    onnx_path: &Path,
+    info: &CardInfo,
+) -> Result<ModelCard, ExportFileError> {
     let opts = ExportOptions {
-        doc_string: format!("Leukoscope {} white-cell classifier; trained by: {}", info.arch, info.training_command),
+        doc_string: format!(
+            "Leukoscope {} white-cell classifier; trained by: {}",
+            info.arch, info.training_command
+        ),
         ..Default::default()
     };
     let bytes = onnx::export(graph, [preprocess::INPUT as i64; 2], &opts)?;
@@ -89,7 +99,10 @@ pub fn write_float_model(graph: &Graph, onnx_path: &Path, info: &CardInfo) -> Re
 /// Reads a card.
 pub fn read_card(path: &Path) -> Result<ModelCard, ExportFileError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    serde_json::from_str(&text).map_err(|e| ExportFileError::Card { path: path.to_owned(), reason: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| ExportFileError::Card {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Writes a card as pretty JSON.

@@ -6,9 +6,9 @@
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod export;
 pub mod nets;
 pub mod onnx;
 pub mod plot;
-pub mod train;
-pub mod export;
 pub mod predict;
+pub mod train;

@@ -8,7 +8,11 @@ use leukoscope::{Classifier, ModelSource};
 use leukoscope_host::{data, device, eval, export, nets::Arch, plot, predict, train};
 
 #[derive(Parser)]
-#[command(name = "leukoscope-train", version, about = "Train, evaluate and export Leukoscope's white-cell classifiers")]
+#[command(
+    name = "leukoscope-train",
+    version,
+    about = "Train, evaluate and export Leukoscope's white-cell classifiers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,10 +58,10 @@ struct EvalArgs {
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
-    /// Also write <arch>-<split>.{md,json} and ROC / confusion PNGs here.
+    /// Also write `NAME-SPLIT.md`, `.json` and ROC / confusion PNGs into this folder.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Store the metrics in the model card under metrics.<split>.
+    /// Store the metrics in the model card under `metrics.SPLIT`.
     #[arg(long)]
     update_card: bool,
     /// With --split VAL: choose the unidentified threshold (kept accuracy >= 95 %, at most 10 % rejected)
@@ -146,7 +150,11 @@ fn run() -> anyhow::Result<ExitCode> {
                 shift: a.shift,
                 mixup: a.mixup,
             };
-            eprintln!("training {} on {dev:?} from {}", a.arch.name(), root.display());
+            eprintln!(
+                "training {} on {dev:?} from {}",
+                a.arch.name(),
+                root.display()
+            );
             let log = train::train(a.arch, &recipe, &root, &a.out, dev, &argv.join(" "))
                 .with_context(|| format!("training {}", a.arch.name()))?;
             let best = &log.epochs[log.best_epoch.max(1) - 1];
@@ -170,8 +178,16 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let training_command = std::fs::read_to_string(&log_path)
         .ok()
         .and_then(|t| serde_json::from_str::<train::RunLog>(&t).ok())
-        .map_or_else(|| format!("(unknown: {} not found)", log_path.display()), |l| l.command);
-    let name = a.out.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+        .map_or_else(
+            || format!("(unknown: {} not found)", log_path.display()),
+            |l| l.command,
+        );
+    let name = a
+        .out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model")
+        .to_string();
     let info = export::CardInfo {
         name,
         arch: a.arch.name().into(),
@@ -180,8 +196,13 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let card = export::write_float_model(&graph, &a.out, &info)?;
     // Prove the device accepts it before we call it done.
-    Classifier::load(&ModelSource::File(a.out.clone())).context("the exported model does not load in tract")?;
-    println!("wrote {} (sha256 {}) and its card", a.out.display(), card.sha256);
+    Classifier::load(&ModelSource::File(a.out.clone()))
+        .context("the exported model does not load in tract")?;
+    println!(
+        "wrote {} (sha256 {}) and its card",
+        a.out.display(),
+        card.sha256
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -202,7 +223,11 @@ fn eval_cmd(a: EvalArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     for (p, e) in &failed {
         eprintln!("warning: skipped {}: {e}", p.display());
     }
-    eprintln!("evaluated {} images in {:.1} s with tract", scores.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "evaluated {} images in {:.1} s with tract",
+        scores.len(),
+        t.elapsed().as_secs_f64()
+    );
     let card = classifier.card().clone();
     let recipe = card.training_command.clone();
     let report = eval::evaluate(&scores, &card.arch, &a.split, &recipe)?;
@@ -215,9 +240,23 @@ fn eval_cmd(a: EvalArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let stem = dir.join(format!("{}-{}", card.name, a.split.to_lowercase()));
         std::fs::write(stem.with_extension("md"), report.to_markdown())?;
-        std::fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&report)? + "\n")?;
-        plot::write_roc_png(&scores, &format!("{} {} ROC", card.name, a.split), &dir.join(format!("{}-{}-roc.png", card.name, a.split.to_lowercase())))?;
-        plot::write_confusion_png(&report, &dir.join(format!("{}-{}-confusion.png", card.name, a.split.to_lowercase())))?;
+        std::fs::write(
+            stem.with_extension("json"),
+            serde_json::to_string_pretty(&report)? + "\n",
+        )?;
+        plot::write_roc_png(
+            &scores,
+            &format!("{} {} ROC", card.name, a.split),
+            &dir.join(format!("{}-{}-roc.png", card.name, a.split.to_lowercase())),
+        )?;
+        plot::write_confusion_png(
+            &report,
+            &dir.join(format!(
+                "{}-{}-confusion.png",
+                card.name,
+                a.split.to_lowercase()
+            )),
+        )?;
     }
     if a.update_card || a.calibrate {
         let card_path = leukoscope::model::card_path(&a.model);
@@ -231,7 +270,10 @@ fn eval_cmd(a: EvalArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
             card.metrics[a.split.as_str()] = m;
         }
         if a.calibrate {
-            anyhow::ensure!(a.split == "VAL", "--calibrate chooses the threshold on validation data only: use --split VAL");
+            anyhow::ensure!(
+                a.split == "VAL",
+                "--calibrate chooses the threshold on validation data only: use --split VAL"
+            );
             let t = predict::choose_threshold(&scores, 0.95, 0.10);
             eprintln!(
                 "unidentified threshold {:.4}: kept accuracy {:.4}, {:.2} % set aside on VAL",
@@ -244,7 +286,11 @@ fn eval_cmd(a: EvalArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
         }
         export::write_card(&card, &card_path)?;
     }
-    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn main() -> ExitCode {

@@ -9,7 +9,11 @@ use crate::data::Sample;
 use crate::eval::Scores;
 
 /// Scores of a classifier on samples, and the files that failed (path, reason).
-pub fn predict(classifier: &Classifier, samples: &[Sample], threads: usize) -> (Scores, Vec<(PathBuf, String)>) {
+pub fn predict(
+    classifier: &Classifier,
+    samples: &[Sample],
+    threads: usize,
+) -> (Scores, Vec<(PathBuf, String)>) {
     let threads = threads.max(1);
     let chunk = samples.len().div_ceil(threads).max(1);
     let parts: Vec<Vec<Result<[f32; 4], String>>> = std::thread::scope(|s| {
@@ -21,13 +25,18 @@ pub fn predict(classifier: &Classifier, samples: &[Sample], threads: usize) -> (
                     part.iter()
                         .map(|smp| {
                             let f = Frame::open(&smp.path).map_err(|e| e.to_string())?;
-                            c.classify_frame(&f).map(|p| p.probs).map_err(|e| e.to_string())
+                            c.classify_frame(&f)
+                                .map(|p| p.probs)
+                                .map_err(|e| e.to_string())
                         })
                         .collect()
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("prediction thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("prediction thread"))
+            .collect()
     });
     let mut scores = Scores::default();
     let mut failed = Vec::new();
@@ -68,7 +77,11 @@ pub fn choose_threshold(scores: &Scores, target: f64, max_reject: f64) -> Thresh
     let mut correct_kept: usize = items.iter().filter(|i| i.1).count();
     let cap = (max_reject * n as f64).floor() as usize;
     let at = |k: usize, correct: usize| Threshold {
-        threshold: if k == 0 { 0.0 } else { items[k - 1].0.next_up() },
+        threshold: if k == 0 {
+            0.0
+        } else {
+            items[k - 1].0.next_up()
+        },
         kept_accuracy: correct as f64 / (n - k).max(1) as f64,
         rejected: k as f64 / n.max(1) as f64,
     };

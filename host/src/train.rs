@@ -118,7 +118,11 @@ pub enum TrainError {
 pub fn dihedral(x: &Tensor) -> Tensor {
     let n = x.size()[0];
     let opts = (Kind::Bool, x.device());
-    let coin = || Tensor::rand([n, 1, 1, 1], (Kind::Float, x.device())).lt(0.5).to_kind(opts.0);
+    let coin = || {
+        Tensor::rand([n, 1, 1, 1], (Kind::Float, x.device()))
+            .lt(0.5)
+            .to_kind(opts.0)
+    };
     let x = x.where_self(&coin().logical_not(), &x.flip([2]));
     let x = x.where_self(&coin().logical_not(), &x.flip([1]));
     x.where_self(&coin().logical_not(), &x.transpose(1, 2))
@@ -131,10 +135,17 @@ pub fn shift(x: &Tensor, max: i64, rng: &mut Rng) -> Tensor {
         return x.shallow_clone();
     }
     let (h, w) = (x.size()[1], x.size()[2]);
-    let padded = x.permute([0, 3, 1, 2]).to_kind(Kind::Float).replication_pad2d([max, max, max, max]);
+    let padded = x
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        .replication_pad2d([max, max, max, max]);
     let dy = rng.below(2 * max as usize + 1) as i64;
     let dx = rng.below(2 * max as usize + 1) as i64;
-    padded.narrow(2, dy, h).narrow(3, dx, w).to_kind(Kind::Uint8).permute([0, 2, 3, 1])
+    padded
+        .narrow(2, dy, h)
+        .narrow(3, dx, w)
+        .to_kind(Kind::Uint8)
+        .permute([0, 2, 3, 1])
 }
 
 /// Mild per-image contrast, brightness and per-channel stain jitter on a normalised `f32 [N, 3, H, W]` batch.
@@ -147,7 +158,13 @@ pub fn colour_jitter(x: &Tensor) -> Tensor {
 }
 
 /// Mean loss and accuracy of `graph` on `x` (u8 NHWC) / `y`, in batches, without gradients.
-pub fn evaluate(graph: &nets::Graph, x: &Tensor, y: &Tensor, batch: i64, device: Device) -> (f64, f64) {
+pub fn evaluate(
+    graph: &nets::Graph,
+    x: &Tensor,
+    y: &Tensor,
+    batch: i64,
+    device: Device,
+) -> (f64, f64) {
     let _g = tch::no_grad_guard();
     let n = x.size()[0];
     let (mut loss, mut correct) = (0f64, 0i64);
@@ -157,18 +174,35 @@ pub fn evaluate(graph: &nets::Graph, x: &Tensor, y: &Tensor, batch: i64, device:
         let yb = y.narrow(0, start, len).to_device(device);
         let logits = graph.forward_t(&xb, false);
         loss += logits.cross_entropy_for_logits(&yb).double_value(&[]) * len as f64;
-        correct += logits.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
+        correct += logits
+            .argmax(-1, false)
+            .eq_tensor(&yb)
+            .sum(Kind::Int64)
+            .int64_value(&[]);
     }
     (loss / n.max(1) as f64, correct as f64 / n.max(1) as f64)
 }
 
 /// Trains `arch` with `recipe` on the TRAIN split under `root`, writing `best.ot` and `train.json` to `out`.
-pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Device, command: &str) -> Result<RunLog, TrainError> {
+pub fn train(
+    arch: Arch,
+    recipe: &Recipe,
+    root: &Path,
+    out: &Path,
+    device: Device,
+    command: &str,
+) -> Result<RunLog, TrainError> {
     let tch_err = |context: &str| {
         let context = context.to_string();
-        move |source| TrainError::Tch { context: context.clone(), source }
+        move |source| TrainError::Tch {
+            context: context.clone(),
+            source,
+        }
     };
-    std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.to_owned(), source })?;
+    std::fs::create_dir_all(out).map_err(|source| TrainError::Io {
+        path: out.to_owned(),
+        source,
+    })?;
     tch::manual_seed(recipe.seed as i64);
 
     let mut samples = data::list(root, "TRAIN")?;
@@ -176,7 +210,11 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
         let mut rng = Rng::new(recipe.seed ^ 0x5eed);
         let mut kept = Vec::new();
         for class in leukoscope::CLASSES {
-            let mut of: Vec<_> = samples.iter().filter(|s| s.class == class).cloned().collect();
+            let mut of: Vec<_> = samples
+                .iter()
+                .filter(|s| s.class == class)
+                .cloned()
+                .collect();
             rng.shuffle(&mut of);
             kept.extend(of.into_iter().take(k));
         }
@@ -198,7 +236,10 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
         split.val_smears.iter().map(|(c, s)| (c.name(), s.len())).collect::<Vec<_>>()
     );
     if tr.is_empty() || va.is_empty() {
-        return Err(data::DataError::Empty("no training or validation images left after decoding".into()).into());
+        return Err(data::DataError::Empty(
+            "no training or validation images left after decoding".into(),
+        )
+        .into());
     }
     let (xtr, ytr) = tr.tensors();
     let (xva, yva) = va.tensors();
@@ -207,7 +248,9 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
     let vs = nn::VarStore::new(device);
     let graph = arch.build(&vs.root(), leukoscope::CLASSES.len() as i64);
     let params = nets::trainable_params(&vs);
-    let mut opt = nn::adamw(0.9, 0.999, recipe.weight_decay).build(&vs, recipe.lr).map_err(tch_err("optimizer"))?;
+    let mut opt = nn::adamw(0.9, 0.999, recipe.weight_decay)
+        .build(&vs, recipe.lr)
+        .map_err(tch_err("optimizer"))?;
 
     let n = tr.len();
     let batch = recipe.batch.max(1);
@@ -221,10 +264,19 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
         params,
         n_train: n,
         n_val: va.len(),
-        val_smears: split.val_smears.iter().map(|(c, s)| (c.name().to_string(), s.iter().cloned().collect())).collect(),
+        val_smears: split
+            .val_smears
+            .iter()
+            .map(|(c, s)| (c.name().to_string(), s.iter().cloned().collect()))
+            .collect(),
         epochs: Vec::new(),
         best_epoch: 0,
-        skipped: tr.skipped.iter().chain(&va.skipped).map(|(p, e)| format!("{}: {e}", p.display())).collect(),
+        skipped: tr
+            .skipped
+            .iter()
+            .chain(&va.skipped)
+            .map(|(p, e)| format!("{}: {e}", p.display()))
+            .collect(),
     };
     let best_path = out.join("best.ot");
     let mut best = (f64::NEG_INFINITY, f64::INFINITY);
@@ -235,8 +287,10 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
         rng.shuffle(&mut order);
         let bar = indicatif::ProgressBar::new(steps_per_epoch as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]")
-                .expect("static template"),
+            indicatif::ProgressStyle::with_template(
+                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
+            )
+            .expect("static template"),
         );
         bar.set_prefix(format!("{epoch}/{}", recipe.epochs));
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0i64);
@@ -264,13 +318,22 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
                 xb = colour_jitter(&xb);
             }
             let ce = |logits: &Tensor, y: &Tensor, reduction| {
-                logits.cross_entropy_loss::<Tensor>(y, None, reduction, -100, recipe.label_smoothing)
+                logits.cross_entropy_loss::<Tensor>(
+                    y,
+                    None,
+                    reduction,
+                    -100,
+                    recipe.label_smoothing,
+                )
             };
             let (logits, loss) = if recipe.mixup > 0.0 {
                 // Mix each image with another of the batch; the loss mixes both labels with the same weight.
                 let nb = chunk.len() as i64;
                 let alpha = Tensor::full([nb], recipe.mixup, (Kind::Float, device));
-                let (g1, g2) = (alpha.internal_standard_gamma(), alpha.internal_standard_gamma());
+                let (g1, g2) = (
+                    alpha.internal_standard_gamma(),
+                    alpha.internal_standard_gamma(),
+                );
                 let lam = (&g1 / (&g1 + &g2 + 1e-12)).view([nb, 1, 1, 1]);
                 let perm = Tensor::randperm(nb, (Kind::Int64, device));
                 let mixed = &xb * &lam + xb.index_select(0, &perm) * (1.0 - &lam);
@@ -289,11 +352,19 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
             opt.backward_step(&loss);
             let l = loss.double_value(&[]);
             loss_sum += l * chunk.len() as f64;
-            correct += logits.argmax(-1, false).eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
+            correct += logits
+                .argmax(-1, false)
+                .eq_tensor(&yb)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
             seen += chunk.len() as i64;
             step += 1;
             bar.inc(1);
-            bar.set_message(format!("loss {:.4} acc {:.3}", loss_sum / seen as f64, correct as f64 / seen as f64));
+            bar.set_message(format!(
+                "loss {:.4} acc {:.3}",
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64
+            ));
         }
         let train_secs = t.elapsed().as_secs_f64();
         let (val_loss, val_acc) = evaluate(&graph, &xva, &yva, 256, device);
@@ -321,12 +392,16 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
         if improved {
             best = (val_acc, val_loss);
             log.best_epoch = epoch;
-            vs.save(&best_path).map_err(tch_err(&format!("saving {}", best_path.display())))?;
+            vs.save(&best_path)
+                .map_err(tch_err(&format!("saving {}", best_path.display())))?;
         }
         log.epochs.push(e);
         let log_path = out.join("train.json");
         let text = serde_json::to_string_pretty(&log).expect("log serialises");
-        std::fs::write(&log_path, text).map_err(|source| TrainError::Io { path: log_path.clone(), source })?;
+        std::fs::write(&log_path, text).map_err(|source| TrainError::Io {
+            path: log_path.clone(),
+            source,
+        })?;
     }
     Ok(log)
 }
@@ -335,6 +410,9 @@ pub fn train(arch: Arch, recipe: &Recipe, root: &Path, out: &Path, device: Devic
 pub fn load(arch: Arch, weights: &Path) -> Result<(nn::VarStore, nets::Graph), TrainError> {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let graph = arch.build(&vs.root(), leukoscope::CLASSES.len() as i64);
-    vs.load(weights).map_err(|source| TrainError::Tch { context: format!("loading {}", weights.display()), source })?;
+    vs.load(weights).map_err(|source| TrainError::Tch {
+        context: format!("loading {}", weights.display()),
+        source,
+    })?;
     Ok((vs, graph))
 }

@@ -22,7 +22,11 @@ fn tiny_root(dir: &Path) -> PathBuf {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().to_string();
             std::fs::copy(&p, to.join(&name)).unwrap();
-            csv += &format!("TRAIN,{},{name},{}-{name},1.0,0.5\n", class.name(), class.name());
+            csv += &format!(
+                "TRAIN,{},{name},{}-{name},1.0,0.5\n",
+                class.name(),
+                class.name()
+            );
         }
     }
     std::fs::write(root.join("dataset2-master/source_smears.csv"), csv).unwrap();
@@ -49,7 +53,8 @@ fn train_export_and_classify_on_the_device_path() {
         mixup: 0.2,
     };
     let out = dir.join("run");
-    let log = train::train(Arch::Edge, &recipe, &root, &out, Device::Cpu, "test").expect("training runs");
+    let log =
+        train::train(Arch::Edge, &recipe, &root, &out, Device::Cpu, "test").expect("training runs");
     assert_eq!(log.epochs.len(), 2);
     assert!(log.n_val > 0 && log.n_train > 0);
     assert!(log.epochs.iter().all(|e| e.train_loss.is_finite()));
@@ -63,21 +68,31 @@ fn train_export_and_classify_on_the_device_path() {
         unidentified_threshold: 0.5,
     };
     export::write_float_model(&graph, &onnx, &info).expect("export");
-    let classifier = Classifier::load(&ModelSource::File(onnx.clone())).expect("device loads the export");
+    let classifier =
+        Classifier::load(&ModelSource::File(onnx.clone())).expect("device loads the export");
 
     // Same JPEG through the device path and through tch: same probabilities.
     let jpeg = samples().join("MONOCYTE/_0_5020.jpeg");
     let frame = Frame::open(&jpeg).unwrap();
     let device = classifier.classify_frame(&frame).unwrap();
     let inputs = data::load_inputs(
-        &[data::Sample { path: jpeg, split: "TEST".into(), class: leukoscope::Class::Monocyte, file: "x".into() }],
+        &[data::Sample {
+            path: jpeg,
+            split: "TEST".into(),
+            class: leukoscope::Class::Monocyte,
+            file: "x".into(),
+        }],
         1,
     );
     let (x, _) = inputs.tensors();
     let logits = tch::no_grad(|| graph.forward_t(&data::normalize_batch(&x), false));
     let host: Vec<f32> = Vec::try_from(logits.softmax(-1, tch::Kind::Float).view([-1])).unwrap();
     for (h, d) in host.iter().zip(device.probs) {
-        assert!((h - d).abs() < 1e-4, "host {host:?} vs device {:?}", device.probs);
+        assert!(
+            (h - d).abs() < 1e-4,
+            "host {host:?} vs device {:?}",
+            device.probs
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -86,17 +101,39 @@ fn train_export_and_classify_on_the_device_path() {
 fn host_and_device_make_the_same_tensor_from_a_jpeg() {
     for class in CLASSES {
         let dir = samples().join(class.name());
-        let jpeg = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
-        let device = preprocess::normalize(&preprocess::frame_input(&Frame::open(&jpeg).unwrap()).0);
+        let jpeg = std::fs::read_dir(&dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let device =
+            preprocess::normalize(&preprocess::frame_input(&Frame::open(&jpeg).unwrap()).0);
         let inputs = data::load_inputs(
-            &[data::Sample { path: jpeg.clone(), split: "TEST".into(), class, file: "x".into() }],
+            &[data::Sample {
+                path: jpeg.clone(),
+                split: "TEST".into(),
+                class,
+                file: "x".into(),
+            }],
             1,
         );
         let (x, _) = inputs.tensors();
         let host = data::normalize_batch(&x);
-        assert_eq!(host.size(), vec![1, 3, preprocess::INPUT as i64, preprocess::INPUT as i64]);
+        assert_eq!(
+            host.size(),
+            vec![1, 3, preprocess::INPUT as i64, preprocess::INPUT as i64]
+        );
         let host: Vec<f32> = Vec::try_from(host.contiguous().view([-1])).unwrap();
-        let max = host.iter().zip(&device).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(max < 1e-6, "{}: host and device tensors differ by {max}", jpeg.display());
+        let max = host
+            .iter()
+            .zip(&device)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max < 1e-6,
+            "{}: host and device tensors differ by {max}",
+            jpeg.display()
+        );
     }
 }

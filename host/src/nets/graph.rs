@@ -270,6 +270,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Convolution without bias followed by batch normalisation (`name/conv`, `name/bn`).
+    #[allow(clippy::too_many_arguments)]
     pub fn conv_bn(
         &mut self,
         name: &str,
@@ -294,6 +295,7 @@ impl<'a> Builder<'a> {
     }
 
     /// [`Builder::conv_bn`] then ReLU.
+    #[allow(clippy::too_many_arguments)]
     pub fn conv_bn_relu(
         &mut self,
         name: &str,

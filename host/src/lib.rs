@@ -11,4 +11,5 @@ pub mod nets;
 pub mod onnx;
 pub mod plot;
 pub mod predict;
+pub mod reproduce;
 pub mod train;

@@ -26,6 +26,8 @@ enum Command {
     Export(ExportArgs),
     /// Evaluate an ONNX model through the device's own preprocessing and tract inference.
     Eval(EvalArgs),
+    /// Train the report's three CNNs with its recipe (and ours) and write Tables 1-5 to models/results.
+    Reproduce(ReproduceArgs),
 }
 
 #[derive(clap::Args)]
@@ -126,6 +128,45 @@ struct TrainArgs {
     /// Mixup with Beta(alpha, alpha) weights (0 = off).
     #[arg(long, default_value_t = 0.0)]
     mixup: f64,
+    /// Keep the best validation macro AUC checkpoint (the report's rule) instead of accuracy.
+    #[arg(long)]
+    select_auc: bool,
+}
+
+#[derive(clap::Args)]
+struct ReproduceArgs {
+    /// Architectures to train, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "resnet101v2,xception,inception-resnet-v2"
+    )]
+    archs: Vec<Arch>,
+    /// Epochs (the report: 30).
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Also train each with our improved recipe (`<arch>-improved.json`).
+    #[arg(long)]
+    improved: bool,
+    /// Data root (the Kaggle layout); defaults to ../shared/data/blood-cells.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Where checkpoints go.
+    #[arg(long, default_value = "runs/reproduce")]
+    runs: PathBuf,
+    /// Where the tables go.
+    #[arg(long, default_value = "models/results")]
+    out: PathBuf,
+    /// Use at most N images per class of TRAIN and TEST (smoke tests only: the numbers mean nothing).
+    #[arg(long)]
+    limit_per_class: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -149,6 +190,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 limit_per_class: a.limit_per_class,
                 shift: a.shift,
                 mixup: a.mixup,
+                select_auc: a.select_auc,
             };
             eprintln!(
                 "training {} on {dev:?} from {}",
@@ -168,6 +210,7 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Export(a) => return export_cmd(a),
         Command::Eval(a) => return eval_cmd(a, &argv),
+        Command::Reproduce(a) => return reproduce_cmd(a, &argv),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -291,6 +334,51 @@ fn eval_cmd(a: EvalArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn reproduce_cmd(a: ReproduceArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
+    use leukoscope_host::reproduce;
+    let root = data::resolve_root(a.data.as_deref())?;
+    let dev = device::parse(&a.device).map_err(anyhow::Error::msg)?;
+    let mut rows = Vec::new();
+    for &arch in &a.archs {
+        let mut recipes = vec![(
+            arch.name().to_string(),
+            reproduce::report_recipe(arch, a.epochs, a.seed),
+        )];
+        if a.improved {
+            recipes.push((
+                format!("{}-improved", arch.name()),
+                reproduce::improved_recipe(arch, a.epochs, a.seed),
+            ));
+        }
+        for (tag, mut recipe) in recipes {
+            recipe.limit_per_class = a.limit_per_class;
+            eprintln!("reproduce: {tag} on {dev:?}");
+            let report = reproduce::run_one(
+                arch,
+                &recipe,
+                &tag,
+                &root,
+                &a.runs,
+                &a.out,
+                dev,
+                &argv.join(" "),
+            )
+            .with_context(|| format!("reproducing {tag}"))?;
+            println!("{}", report.to_markdown());
+            rows.push((tag, arch, report));
+        }
+    }
+    let table = reproduce::comparison_table(&rows);
+    let path = a.out.join("reproduce.md");
+    let text = format!(
+        "# The report's models, reproduced\n\nCommand: `{}`\n\n{table}",
+        argv.join(" ")
+    );
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {

@@ -44,6 +44,9 @@ pub struct Recipe {
     /// Mixup with Beta(alpha, alpha) weights (0 = off).
     #[serde(default)]
     pub mixup: f64,
+    /// Keep the checkpoint with the best validation macro AUC (the report's rule) instead of accuracy.
+    #[serde(default)]
+    pub select_auc: bool,
 }
 
 /// One epoch's log line.
@@ -59,6 +62,9 @@ pub struct EpochLog {
     pub val_loss: f64,
     /// Validation accuracy.
     pub val_acc: f64,
+    /// Validation macro AUC (one-vs-rest).
+    #[serde(default)]
+    pub val_auc: f64,
     /// Wall seconds for the epoch.
     pub seconds: f64,
     /// Training images per second.
@@ -155,6 +161,29 @@ pub fn colour_jitter(x: &Tensor) -> Tensor {
     let contrast = Tensor::randn([n, 1, 1, 1], o) * 0.08 + 1.0;
     let shift = Tensor::randn([n, 3, 1, 1], o) * 0.15;
     x * contrast + shift
+}
+
+/// Softmax probabilities of `graph` on `x` (u8 NHWC), in batches, without gradients.
+pub fn evaluate_probs(
+    graph: &nets::Graph,
+    x: &Tensor,
+    batch: i64,
+    device: Device,
+) -> Vec<[f32; 4]> {
+    let _g = tch::no_grad_guard();
+    let n = x.size()[0];
+    let mut out = Vec::with_capacity(n as usize);
+    for start in (0..n).step_by(batch.max(1) as usize) {
+        let len = batch.min(n - start);
+        let xb = data::batch_to(&x.narrow(0, start, len), device);
+        let p = graph
+            .forward_t(&xb, false)
+            .softmax(-1, Kind::Float)
+            .to_device(Device::Cpu);
+        let flat: Vec<f32> = Vec::try_from(p.contiguous().view([-1])).expect("f32 probabilities");
+        out.extend(flat.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]));
+    }
+    out
 }
 
 /// Mean loss and accuracy of `graph` on `x` (u8 NHWC) / `y`, in batches, without gradients.
@@ -368,6 +397,13 @@ pub fn train(
         }
         let train_secs = t.elapsed().as_secs_f64();
         let (val_loss, val_acc) = evaluate(&graph, &xva, &yva, 256, device);
+        let val_scores = crate::eval::Scores {
+            probs: evaluate_probs(&graph, &xva, 256, device),
+            labels: va.labels.iter().map(|&l| l as usize).collect(),
+        };
+        let val_auc = crate::eval::evaluate(&val_scores, &recipe.arch, "VAL", "")
+            .map(|r| r.average.auc)
+            .unwrap_or(f64::NAN);
         bar.finish_and_clear();
         let e = EpochLog {
             epoch,
@@ -375,22 +411,25 @@ pub fn train(
             train_acc: correct as f64 / seen.max(1) as f64,
             val_loss,
             val_acc,
+            val_auc,
             seconds: t.elapsed().as_secs_f64(),
             img_per_s: seen as f64 / train_secs,
         };
-        let improved = val_acc > best.0 || (val_acc == best.0 && val_loss < best.1);
+        let key = if recipe.select_auc { val_auc } else { val_acc };
+        let improved = key > best.0 || (key == best.0 && val_loss < best.1);
         eprintln!(
-            "epoch {epoch}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.0} img/s{}",
+            "epoch {epoch}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} auc {:.4} | {:.0} img/s{}",
             recipe.epochs,
             e.train_loss,
             e.train_acc,
             e.val_loss,
             e.val_acc,
+            e.val_auc,
             e.img_per_s,
             if improved { " *" } else { "" }
         );
         if improved {
-            best = (val_acc, val_loss);
+            best = (key, val_loss);
             log.best_epoch = epoch;
             vs.save(&best_path)
                 .map_err(tch_err(&format!("saving {}", best_path.display())))?;

@@ -11,22 +11,24 @@ fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/cells")
 }
 
-/// A Kaggle-layout root with the 12 bundled images as TRAIN, each image its own source smear.
+/// A Kaggle-layout root with the 12 bundled images as TRAIN and again as TEST, each its own source smear.
 fn tiny_root(dir: &Path) -> PathBuf {
     let root = dir.join("data");
     let mut csv = String::from("split,class,file,source_smear,match_corr,margin\n");
-    for class in CLASSES {
-        let to = root.join("dataset2-master/images/TRAIN").join(class.name());
-        std::fs::create_dir_all(&to).unwrap();
-        for e in std::fs::read_dir(samples().join(class.name())).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            std::fs::copy(&p, to.join(&name)).unwrap();
-            csv += &format!(
-                "TRAIN,{},{name},{}-{name},1.0,0.5\n",
-                class.name(),
-                class.name()
-            );
+    for split in ["TRAIN", "TEST"] {
+        for class in CLASSES {
+            let to = root
+                .join("dataset2-master/images")
+                .join(split)
+                .join(class.name());
+            std::fs::create_dir_all(&to).unwrap();
+            for e in std::fs::read_dir(samples().join(class.name())).unwrap() {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                std::fs::copy(&p, to.join(&name)).unwrap();
+                let c = class.name();
+                csv += &format!("{split},{c},{name},{c}-{name},1.0,0.5\n");
+            }
         }
     }
     std::fs::write(root.join("dataset2-master/source_smears.csv"), csv).unwrap();
@@ -51,6 +53,7 @@ fn train_export_and_classify_on_the_device_path() {
         limit_per_class: None,
         shift: 4,
         mixup: 0.2,
+        select_auc: true,
     };
     let out = dir.join("run");
     let log =
@@ -136,4 +139,44 @@ fn host_and_device_make_the_same_tensor_from_a_jpeg() {
             jpeg.display()
         );
     }
+}
+
+#[test]
+fn reproduce_writes_the_report_tables_as_json() {
+    let dir = std::env::temp_dir().join(format!("leuko-repro-{}", std::process::id()));
+    let root = tiny_root(&dir);
+    let mut recipe = leukoscope_host::reproduce::report_recipe(Arch::Edge, 1, 5);
+    recipe.batch = 4;
+    recipe.val_fraction = 0.34;
+    let out = dir.join("results");
+    let report = leukoscope_host::reproduce::run_one(
+        Arch::Edge,
+        &recipe,
+        "edge-smoke",
+        &root,
+        &dir.join("runs"),
+        &out,
+        Device::Cpu,
+        "test",
+    )
+    .expect("reproduce runs");
+    assert_eq!(report.n, 12);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("edge-smoke.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["arch"], "edge");
+    assert_eq!(v["split"], "TEST");
+    for key in ["accuracy", "auc", "loss"] {
+        assert!(v["average"][key].is_number(), "average.{key}");
+    }
+    for class in CLASSES {
+        for key in ["auc", "accuracy", "sensitivity", "specificity", "precision"] {
+            assert!(
+                v["per_class"][class.name()][key].is_number()
+                    || v["per_class"][class.name()][key].is_null()
+            );
+        }
+    }
+    assert!(out.join("edge-smoke.md").exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }

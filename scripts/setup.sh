@@ -36,6 +36,13 @@ print(os.path.dirname(spec.origin))
 PY
 )
 
+# libclang for the optional V4L2 camera backend (`--features v4l2`, bindgen); checked in the test script.
+if command -v dpkg >/dev/null 2>&1 && ! dpkg -s libclang-dev >/dev/null 2>&1; then
+    log "installing libclang-dev (apt) for the V4L2 camera backend"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev; } >&2
+fi
+
 if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >&2
 fi

@@ -5,7 +5,7 @@
 //! [`CaptureError::Disconnected`], the stream is dropped, and the next capture reopens the device node
 //! (which reappears with the same name when the camera is plugged back into the same port).
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use v4l::buffer::Type;
@@ -33,7 +33,7 @@ impl std::fmt::Debug for V4l2Camera {
     }
 }
 
-fn io(path: &PathBuf) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
     move |e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             CaptureError::Disconnected {
@@ -42,7 +42,7 @@ fn io(path: &PathBuf) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
             }
         } else {
             CaptureError::Io {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source: e,
             }
         }

@@ -103,6 +103,12 @@ impl RpiCam {
         let args = self.args();
         let mut last_err = String::new();
         for program in &programs {
+            // A path that does not exist is "not installed" too. Checked up front because some spawners
+            // (e.g. qemu-user running this binary) report the failed exec as a started-then-dead child.
+            if program.contains('/') && !std::path::Path::new(program).exists() {
+                last_err = format!("{program}: no such file");
+                continue;
+            }
             let spawned = Command::new(program)
                 .args(&args)
                 .stdin(Stdio::null())

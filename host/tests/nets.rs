@@ -82,26 +82,7 @@ fn inception_resnet_v2_params_match_keras() {
 
 /// Runs an ONNX model with tract on `x` (NCHW) and returns the flat output.
 fn run_tract(bytes: &[u8], x: &Tensor) -> Vec<f32> {
-    use tract_onnx::prelude::*;
-    let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
-    let data = Vec::<f32>::try_from(x.contiguous().view(-1)).unwrap();
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(bytes))
-        .expect("tract reads the model")
-        .with_input_fact(0, f32::fact(&shape).into())
-        .unwrap()
-        .into_optimized()
-        .expect("tract optimises the model")
-        .into_runnable()
-        .unwrap();
-    let input = tract_onnx::prelude::Tensor::from_shape(&shape, &data).unwrap();
-    let out = plan.run(tvec!(input.into_tvalue())).unwrap();
-    out[0]
-        .to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect()
+    leukoscope_host::onnx::run_tract(bytes, x).expect("tract runs the export")
 }
 
 /// Batch 1 at `side`×`side`: the tch forward gives `[1, 4]`, and the ONNX export loads in tract and gives the

@@ -105,10 +105,6 @@ fn flat(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().view(-1)).expect("f32 tensor")
 }
 
-fn dims(x: &Tensor) -> Vec<usize> {
-    x.size().iter().map(|&d| d as usize).collect()
-}
-
 fn max_abs_diff(want: &[f32], got: &[f32]) -> f32 {
     assert_eq!(want.len(), got.len(), "output sizes differ");
     want.iter()
@@ -132,26 +128,9 @@ fn assert_close(what: &str, want: &[f32], got: &[f32]) {
     );
 }
 
-/// Runs an ONNX model with tract, as the device does, on the NCHW batch `x`.
-fn run_tract(model: &[u8], x: &Tensor) -> Vec<f32> {
-    use tract_onnx::prelude::*;
-    let shape = dims(x);
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(model))
-        .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .unwrap_or_else(|e| panic!("tract cannot load the export: {e:#}"));
-    let input = tract_onnx::prelude::Tensor::from_shape(&shape, &flat(x)).expect("input tensor");
-    let out = plan
-        .run(tvec!(input.into_tvalue()))
-        .unwrap_or_else(|e| panic!("tract run failed: {e:#}"));
-    out[0]
-        .to_plain_array_view::<f32>()
-        .expect("f32 output")
-        .iter()
-        .copied()
-        .collect()
+/// Runs an ONNX model with tract on `x` (NCHW) and returns the flat output.
+fn run_tract(bytes: &[u8], x: &Tensor) -> Vec<f32> {
+    leukoscope_host::onnx::run_tract(bytes, x).expect("tract runs the export")
 }
 
 /// A fresh scratch directory for one test.

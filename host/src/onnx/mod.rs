@@ -16,6 +16,26 @@
 
 mod proto;
 
+/// Runs exported ONNX bytes with tract on a tch NCHW batch and returns the flat `f32` output: the check that
+/// an export means what the tch graph computes (parity tests, host-side spot checks).
+pub fn run_tract(bytes: &[u8], x: &tch::Tensor) -> tract_onnx::prelude::TractResult<Vec<f32>> {
+    use tract_onnx::prelude::*;
+    let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
+    let data = Vec::<f32>::try_from(x.to_kind(tch::Kind::Float).contiguous().view(-1))?;
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(bytes))?
+        .with_input_fact(0, f32::fact(&shape).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    let input = Tensor::from_shape(&shape, &data)?;
+    let out = plan.run(tvec!(input.into_tvalue()))?;
+    Ok(out[0]
+        .to_plain_array_view::<f32>()?
+        .iter()
+        .copied()
+        .collect())
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -86,9 +86,14 @@ impl Classifier {
             path: path.clone(),
             reason: format!("{e:#}"),
         };
-        let typed = tract_onnx::onnx()
+        let inference = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(&model.onnx))
-            .map_err(onnx_err)?
+            .map_err(onnx_err)?;
+        check_declared_input(&inference).map_err(|reason| ModelError::Incompatible {
+            path: path.clone(),
+            reason,
+        })?;
+        let typed = inference
             .with_input_fact(0, f32::fact(preprocess::INPUT_SHAPE).into())
             .map_err(onnx_err)?
             .into_optimized()
@@ -155,6 +160,53 @@ impl Classifier {
     /// Classifies a frame holding one white cell (the Kaggle images): scale, locate, crop, classify.
     pub fn classify_frame(&self, frame: &Frame) -> Result<Prediction, InferenceError> {
         self.classify_input(&preprocess::frame_input(frame).0)
+    }
+}
+
+/// The graph's own declaration of its input must fit what this build feeds (one f32 `[1, 3, 128, 128]`
+/// tensor; the batch may be symbolic): a model for another input size is refused by name rather than by a
+/// shape error deep inside tract.
+fn check_declared_input(model: &InferenceModel) -> Result<(), String> {
+    use tract_onnx::tract_hir::infer::Factoid;
+    if model.inputs.len() != 1 {
+        return Err(format!(
+            "expected 1 input, the graph has {}",
+            model.inputs.len()
+        ));
+    }
+    let fact = model.input_fact(0).map_err(|e| format!("{e:#}"))?;
+    if let Some(dt) = fact.datum_type.concretize() {
+        if dt != f32::datum_type() {
+            return Err(format!("input is {dt:?}, expected f32"));
+        }
+    }
+    if fact.shape.is_open() {
+        return Ok(());
+    }
+    let want = preprocess::INPUT_SHAPE;
+    let dims: Vec<Option<TDim>> = fact.shape.dims().map(Factoid::concretize).collect();
+    let fits = dims.len() == want.len()
+        && dims
+            .iter()
+            .zip(want)
+            .enumerate()
+            .all(|(i, (d, w))| match d {
+                None => true,
+                Some(TDim::Val(v)) => *v == w as i64,
+                Some(_) => i == 0,
+            });
+    if fits {
+        Ok(())
+    } else {
+        let shown: Vec<String> = dims
+            .iter()
+            .map(|d| d.as_ref().map_or("?".into(), |d| d.to_string()))
+            .collect();
+        Err(format!(
+            "model input is [{}], this build feeds {want:?} (NCHW, {} px)",
+            shown.join(", "),
+            want[3]
+        ))
     }
 }
 

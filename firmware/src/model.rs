@@ -68,7 +68,8 @@ pub struct ModelCard {
     pub name: String,
     /// Architecture, e.g. `"edge"` or `"resnet101v2"`.
     pub arch: String,
-    /// `"float"`, `"int8-qdq"` or `"int8-qop"`.
+    /// `"float"`, `"int8-qop"` (QLinearConv / QLinearMatMul), `"int8-qdq"` (Quantize/DequantizeLinear pairs)
+    /// or `"int8-weights"` (i8 weights, float activations).
     pub format: String,
     /// Output classes in order (data set names).
     pub classes: Vec<String>,
@@ -90,6 +91,9 @@ pub struct ModelCard {
     /// Measured latency and its command (free form).
     #[serde(default)]
     pub latency: serde_json::Value,
+    /// For an int8 model: how it was quantized (float model's sha256, calibrator, calibration images).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub quantization: serde_json::Value,
 }
 
 /// Why a model cannot be used.

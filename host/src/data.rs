@@ -328,6 +328,49 @@ pub fn batch_to(x: &Tensor, device: Device) -> Tensor {
     normalize_batch(&x.to_device(device))
 }
 
+/// Calibration inputs for int8 quantization: `n` TRAIN images from the training side of the smear-grouped
+/// split (never a validation smear, so that validation stays clean for choosing between calibrators), drawn
+/// round-robin over the classes in a seeded order, preprocessed and normalised exactly as the device does.
+pub fn calibration_inputs(
+    root: &Path,
+    n: usize,
+    seed: u64,
+    val_fraction: f64,
+) -> Result<Vec<Vec<f32>>, DataError> {
+    let all = list(root, "TRAIN")?;
+    let smears = source_smears(root)?;
+    let split = grouped_split(&all, &smears, val_fraction, seed);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); CLASSES.len()];
+    for &i in &split.train {
+        by_class[all[i].class.index()].push(i);
+    }
+    let mut rng = Rng::new(seed ^ 0xca11_b4a7);
+    for c in &mut by_class {
+        rng.shuffle(c);
+    }
+    let mut picked = Vec::with_capacity(n);
+    let mut k = 0;
+    while picked.len() < n && by_class.iter().any(|c| k < c.len()) {
+        for c in &by_class {
+            if let (Some(&i), true) = (c.get(k), picked.len() < n) {
+                picked.push(all[i].clone());
+            }
+        }
+        k += 1;
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
+    let inputs = load_inputs(&picked, threads);
+    let side = preprocess::INPUT;
+    Ok(inputs
+        .pixels
+        .chunks_exact((side * side * 3) as usize)
+        .map(|px| {
+            let frame = Frame::new(side, side, px.to_vec()).expect("input-sized frame");
+            preprocess::normalize(&frame)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

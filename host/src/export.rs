@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use leukoscope::model::{self, InputSpec, ModelCard, Preprocessing};
 use leukoscope::{preprocess, CLASSES};
+use tract_onnx::pb::ModelProto;
 
 use crate::nets::Graph;
+use crate::onnx::quant::{self, Calibration, Calibrator, Format, QuantError};
 use crate::onnx::{self, ExportOptions};
 
 /// Why a model could not be written.
@@ -24,6 +26,17 @@ pub enum ExportFileError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The model could not be quantized.
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    /// A float model file is not valid ONNX.
+    #[error("{path}: not an ONNX model: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What the protobuf decoder said.
+        reason: String,
     },
     /// An existing card is not valid.
     #[error("{path}: bad model card: {reason}")]
@@ -87,6 +100,64 @@ pub fn write_float_model(
         training_command: info.training_command.clone(),
         metrics: serde_json::json!({}),
         latency: serde_json::json!({}),
+        quantization: serde_json::Value::Null,
+    };
+    if let Some(dir) = onnx_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    std::fs::write(onnx_path, &bytes).map_err(io(onnx_path))?;
+    write_card(&card, &model::card_path(onnx_path))?;
+    Ok(card)
+}
+
+/// Reads a float ONNX model file as a protobuf message (to quantize it).
+pub fn read_model_proto(path: &Path) -> Result<ModelProto, ExportFileError> {
+    use prost::Message;
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    ModelProto::decode(&bytes[..]).map_err(|e| ExportFileError::Decode {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The card format name of an int8 form (`int8-qop`, `int8-qdq`, `int8-weights`).
+pub fn int8_format_name(format: Format) -> String {
+    format!("int8-{format}")
+}
+
+/// Quantizes the float model `float` (whose card is `float_card`) and writes it to `onnx_path` with its card;
+/// returns the card. The new card keeps the float card's training command and threshold, and records the
+/// float model's sha256, the calibrator and the number of calibration images under `quantization`.
+pub fn write_int8_model(
+    float: &ModelProto,
+    float_card: &ModelCard,
+    calibration: &Calibration,
+    calibrator: Calibrator,
+    format: Format,
+    onnx_path: &Path,
+) -> Result<ModelCard, ExportFileError> {
+    use prost::Message;
+    let bytes = quant::quantize(float, calibration, calibrator, format)?.encode_to_vec();
+    let name = onnx_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model")
+        .to_string();
+    let card = ModelCard {
+        name,
+        format: int8_format_name(format),
+        sha256: model::sha256_hex(&bytes),
+        metrics: serde_json::json!({}),
+        latency: serde_json::json!({}),
+        quantization: serde_json::json!({
+            "float_model": float_card.name,
+            "float_sha256": float_card.sha256,
+            "calibrator": calibrator.to_string(),
+            "calibration_images": calibration.images,
+            "weights": "int8 symmetric, per output channel (per tensor for QLinearMatMul)",
+            "activations": if format == Format::Weights { "float" } else { "uint8 asymmetric, per tensor" },
+        }),
+        ..float_card.clone()
     };
     if let Some(dir) = onnx_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir))?;

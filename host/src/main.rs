@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use leukoscope::{Classifier, ModelSource};
+use leukoscope_host::onnx::quant;
 use leukoscope_host::{data, device, eval, export, nets::Arch, plot, predict, train};
 
 #[derive(Parser)]
@@ -22,10 +23,12 @@ struct Cli {
 enum Command {
     /// Train a net on TRAIN with a smear-grouped validation split; keeps the best-validation weights.
     Train(TrainArgs),
-    /// Write a trained net as float ONNX plus its model card (for the device).
+    /// Write a trained net as float ONNX plus its model card, or (--int8) quantize a float model.
     Export(ExportArgs),
     /// Evaluate an ONNX model through the device's own preprocessing and tract inference.
     Eval(EvalArgs),
+    /// Accuracy of several models on one split, and each one's top-1 agreement with the first (float vs int8).
+    Compare(CompareArgs),
     /// Train the report's three CNNs with its recipe (and ours) and write Tables 1-5 to models/results.
     Reproduce(ReproduceArgs),
 }
@@ -36,14 +39,62 @@ struct ExportArgs {
     #[arg(long, value_enum, default_value = "edge")]
     arch: Arch,
     /// Weights saved by `train` (best.ot); its train.json supplies the training command for the card.
-    #[arg(long)]
-    weights: PathBuf,
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    weights: Option<PathBuf>,
+    /// With --int8: quantize this float ONNX model (card beside it) instead of exporting --weights first.
+    #[arg(long, requires = "int8")]
+    onnx: Option<PathBuf>,
     /// Output ONNX file; the card is written beside it as .json.
     #[arg(long)]
     out: PathBuf,
     /// Unidentified-cell threshold to put in the card (calibrate it later with `eval --split VAL --calibrate`).
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
+    /// Write a statically quantized int8 model (calibrated on TRAIN images) instead of float.
+    #[arg(long)]
+    int8: bool,
+    /// int8 form: qop (QLinearConv / QLinearMatMul), qdq (Quantize/DequantizeLinear pairs) or weights (i8
+    /// weights, float activations).
+    #[arg(long, value_enum, default_value = "qop", requires = "int8")]
+    format: quant::Format,
+    /// Activation ranges: minmax, percentile (99.99 %, the default: best top-1 agreement on VAL) or
+    /// percentile-P.
+    #[arg(long, default_value = "percentile", requires = "int8")]
+    calibrator: quant::Calibrator,
+    /// Calibration images, from the training side of the smear-grouped split.
+    #[arg(long, default_value_t = 512, requires = "int8")]
+    calib_images: usize,
+    /// Data root (the Kaggle layout); defaults to ../shared/data/blood-cells.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Validation split seed (must match training, so that no validation smear calibrates).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Validation fraction (must match training).
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// ONNX models with their cards; the first is the reference for top-1 agreement.
+    #[arg(required = true, num_args = 1..)]
+    models: Vec<PathBuf>,
+    /// TEST, TEST_SIMPLE, or VAL (the smear-grouped validation part of TRAIN).
+    #[arg(long, default_value = "TEST")]
+    split: String,
+    /// Data root (the Kaggle layout); defaults to ../shared/data/blood-cells.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Validation split seed (must match training).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Validation fraction (must match training).
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
 }
 
 #[derive(clap::Args)]
@@ -209,6 +260,7 @@ fn run() -> anyhow::Result<ExitCode> {
             );
         }
         Command::Export(a) => return export_cmd(a),
+        Command::Compare(a) => return compare_cmd(a),
         Command::Eval(a) => return eval_cmd(a, &argv),
         Command::Reproduce(a) => return reproduce_cmd(a, &argv),
     }
@@ -216,50 +268,179 @@ fn run() -> anyhow::Result<ExitCode> {
 }
 
 fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let (_vs, graph) = train::load(a.arch, &a.weights)?;
-    let log_path = a.weights.with_file_name("train.json");
-    let training_command = std::fs::read_to_string(&log_path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<train::RunLog>(&t).ok())
-        .map_or_else(
-            || format!("(unknown: {} not found)", log_path.display()),
-            |l| l.command,
-        );
-    let name = a
-        .out
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("model")
-        .to_string();
-    let info = export::CardInfo {
-        name,
-        arch: a.arch.name().into(),
-        training_command,
-        unidentified_threshold: a.threshold,
+    let card = match (&a.weights, &a.onnx) {
+        (Some(weights), _) => {
+            let (_vs, graph) = train::load(a.arch, weights)?;
+            let log_path = weights.with_file_name("train.json");
+            let training_command = std::fs::read_to_string(&log_path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<train::RunLog>(&t).ok())
+                .map_or_else(
+                    || format!("(unknown: {} not found)", log_path.display()),
+                    |l| l.command,
+                );
+            let float_out = if a.int8 {
+                a.out.with_file_name(format!(
+                    "{}-float.onnx",
+                    a.out
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("model")
+                ))
+            } else {
+                a.out.clone()
+            };
+            let name = float_out
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("model")
+                .to_string();
+            let info = export::CardInfo {
+                name,
+                arch: a.arch.name().into(),
+                training_command,
+                unidentified_threshold: a.threshold,
+            };
+            let card = export::write_float_model(&graph, &float_out, &info)?;
+            if a.int8 {
+                println!("wrote the float model {} first", float_out.display());
+                quantize_file(&a, &float_out)?
+            } else {
+                card
+            }
+        }
+        (None, Some(onnx)) => quantize_file(&a, onnx)?,
+        (None, None) => anyhow::bail!("give --weights, or --int8 with --onnx"),
     };
-    let card = export::write_float_model(&graph, &a.out, &info)?;
     // Prove the device accepts it before we call it done.
     Classifier::load(&ModelSource::File(a.out.clone()))
         .context("the exported model does not load in tract")?;
     println!(
-        "wrote {} (sha256 {}) and its card",
+        "wrote {} ({}, sha256 {}) and its card",
         a.out.display(),
+        card.format,
         card.sha256
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Calibrates the verified float model `float` on TRAIN images and writes its int8 form to `a.out`.
+fn quantize_file(a: &ExportArgs, float: &std::path::Path) -> anyhow::Result<leukoscope::ModelCard> {
+    let verified = ModelSource::File(float.to_owned()).load()?;
+    anyhow::ensure!(
+        verified.card.format == "float",
+        "{}: is {}, quantize a float model",
+        float.display(),
+        verified.card.format
+    );
+    let proto = export::read_model_proto(float)?;
+    let root = data::resolve_root(a.data.as_deref())?;
+    let t = std::time::Instant::now();
+    let images = data::calibration_inputs(&root, a.calib_images, a.seed, a.val_fraction)?;
+    anyhow::ensure!(
+        images.len() == a.calib_images,
+        "only {} calibration images could be read (asked for {})",
+        images.len(),
+        a.calib_images
+    );
+    let calibration = quant::calibrate(&proto, &images, leukoscope::preprocess::INPUT_SHAPE)?;
+    eprintln!(
+        "calibrated {} tensors on {} TRAIN images in {:.1} s",
+        calibration.tensors().len(),
+        images.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(export::write_int8_model(
+        &proto,
+        &verified.card,
+        &calibration,
+        a.calibrator,
+        a.format,
+        &a.out,
+    )?)
+}
+
+/// The images of `split`: a data set folder, or `VAL` (the smear-grouped validation part of TRAIN).
+fn split_samples(
+    root: &std::path::Path,
+    split: &str,
+    val_fraction: f64,
+    seed: u64,
+) -> anyhow::Result<Vec<data::Sample>> {
+    Ok(if split == "VAL" {
+        let all = data::list(root, "TRAIN")?;
+        let smears = data::source_smears(root)?;
+        let split = data::grouped_split(&all, &smears, val_fraction, seed);
+        split.val.iter().map(|&i| all[i].clone()).collect()
+    } else {
+        data::list(root, split)?
+    })
+}
+
+fn compare_cmd(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    let root = data::resolve_root(a.data.as_deref())?;
+    let samples = split_samples(&root, &a.split, a.val_fraction, a.seed)?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut reference: Option<Vec<usize>> = None;
+    let mut rows = Vec::new();
+    println!(
+        "| model | format | {} accuracy | macro AUC | top-1 agreement with {} |",
+        a.split,
+        a.models[0].display()
+    );
+    println!("|---|---|---:|---:|---:|");
+    for path in &a.models {
+        let classifier = Classifier::load(&ModelSource::File(path.clone()))?;
+        let (scores, failed) = predict::predict(&classifier, &samples, threads);
+        anyhow::ensure!(
+            failed.is_empty(),
+            "{} images failed with {}: first {}: {}",
+            failed.len(),
+            path.display(),
+            failed[0].0.display(),
+            failed[0].1
+        );
+        let card = classifier.card();
+        let report = eval::evaluate(&scores, &card.arch, &a.split, &card.training_command)?;
+        let preds = scores.predictions();
+        let reference = reference.get_or_insert_with(|| preds.clone());
+        let agree = preds
+            .iter()
+            .zip(reference.iter())
+            .filter(|(p, r)| p == r)
+            .count() as f64
+            / preds.len().max(1) as f64;
+        println!(
+            "| {} | {} | {:.2} % | {:.2} % | {:.2} % |",
+            path.display(),
+            card.format,
+            report.average.accuracy * 100.0,
+            report.average.auc * 100.0,
+            agree * 100.0
+        );
+        rows.push(serde_json::json!({
+            "model": path.display().to_string(),
+            "format": card.format,
+            "sha256": card.sha256,
+            "split": a.split,
+            "images": scores.len(),
+            "accuracy": report.average.accuracy,
+            "auc": report.average.auc,
+            "loss": report.average.loss,
+            "top1_agreement": agree,
+        }));
+    }
+    if let Some(out) = &a.json {
+        std::fs::write(out, serde_json::to_string_pretty(&rows)? + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 fn eval_cmd(a: EvalArgs, argv: &[String]) -> anyhow::Result<ExitCode> {
     let root = data::resolve_root(a.data.as_deref())?;
     let classifier = Classifier::load(&ModelSource::File(a.model.clone()))?;
-    let samples = if a.split == "VAL" {
-        let all = data::list(&root, "TRAIN")?;
-        let smears = data::source_smears(&root)?;
-        let split = data::grouped_split(&all, &smears, a.val_fraction, a.seed);
-        split.val.iter().map(|&i| all[i].clone()).collect()
-    } else {
-        data::list(&root, &a.split)?
-    };
+    let samples = split_samples(&root, &a.split, a.val_fraction, a.seed)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let t = std::time::Instant::now();
     let (scores, failed) = predict::predict(&classifier, &samples, threads);

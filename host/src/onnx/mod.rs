@@ -15,6 +15,7 @@
 //! an [`ExportError`] naming the node.
 
 mod proto;
+pub mod quant;
 
 /// Runs exported ONNX bytes with tract on a tch NCHW batch and returns the flat `f32` output: the check that
 /// an export means what the tch graph computes (parity tests, host-side spot checks).

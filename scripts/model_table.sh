@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The float vs int8 table of models/README.md, in one run: sizes, TEST accuracy and agreement with float,
+# tract (criterion) and onnxruntime latency on one pinned x86 core, and aarch64 instruction counts under
+# qemu (Cortex-A72 / A76). Needs ../shared/data (accuracy) and installs the cross tools like scripts/cross.sh.
+#   scripts/model_table.sh                       # the edge models in models/
+#   REPORT_MODELS="runs/x/xception.onnx runs/x/xception-int8-qdq.onnx ..." scripts/model_table.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(scripts/setup.sh)"
+T="${CARGO_TARGET_DIR:-target}"
+EDGE_MODELS="${EDGE_MODELS:-models/edge.onnx models/edge-int8-qdq.onnx models/edge-int8-qop.onnx models/edge-int8-weights.onnx}"
+
+cargo build --release -p leukoscope-host --bin leukoscope-train
+CROSS_SKIP_TESTS=1 CROSS_PROFILE=release scripts/cross.sh
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+cargo build --release -p leukoscope --target aarch64-unknown-linux-gnu --example infer
+plugin="$T/libinsncount.so"
+gcc -O2 -shared -fPIC -fvisibility=hidden -o "$plugin" ../shared/tools/qemu-insncount/insncount.c
+
+# shellcheck disable=SC2086
+exec "$LEUKOSCOPE_PYTHON" scripts/model_table.py \
+    --train-bin "$T/release/leukoscope-train" \
+    --infer-aarch64 "$T/aarch64-unknown-linux-gnu/release/examples/infer" \
+    --plugin "$plugin" --target-dir "$T" --python "$LEUKOSCOPE_PYTHON" \
+    --edge $EDGE_MODELS ${REPORT_MODELS:+--report $REPORT_MODELS}

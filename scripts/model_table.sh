@@ -3,7 +3,8 @@
 # tract (criterion) and onnxruntime latency on one pinned x86 core, and aarch64 instruction counts under
 # qemu (Cortex-A72 / A76). Needs ../shared/data (accuracy) and installs the cross tools like scripts/cross.sh.
 #   scripts/model_table.sh                       # the edge models in models/
-#   REPORT_MODELS="runs/x/xception.onnx runs/x/xception-int8-qdq.onnx ..." scripts/model_table.sh
+#   REPORT_WEIGHTS=runs/xception/best.ot [REPORT_ARCH=xception] scripts/model_table.sh
+#       # also one of the report's nets: exported, quantized into runs/table/ (too big to commit) and measured
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup.sh)"
@@ -15,12 +16,24 @@ CROSS_SKIP_TESTS=1 CROSS_PROFILE=release scripts/cross.sh
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 cargo build --release -p leukoscope --target aarch64-unknown-linux-gnu --example infer
+B="$T/release/leukoscope-train"
+if [ -n "${REPORT_WEIGHTS:-}" ]; then
+    arch="${REPORT_ARCH:-xception}"
+    d=runs/table
+    mkdir -p "$d"
+    "$B" export --arch "$arch" --weights "$REPORT_WEIGHTS" --out "$d/$arch.onnx"
+    REPORT_MODELS="$d/$arch.onnx"
+    for f in qdq qop weights; do
+        "$B" export --onnx "$d/$arch.onnx" --int8 --format "$f" --out "$d/$arch-int8-$f.onnx"
+        REPORT_MODELS="$REPORT_MODELS $d/$arch-int8-$f.onnx"
+    done
+fi
 plugin="$T/libinsncount.so"
 gcc -O2 -shared -fPIC -fvisibility=hidden -o "$plugin" ../shared/tools/qemu-insncount/insncount.c
 
 # shellcheck disable=SC2086
 exec "$LEUKOSCOPE_PYTHON" scripts/model_table.py \
-    --train-bin "$T/release/leukoscope-train" \
+    --train-bin "$B" \
     --infer-aarch64 "$T/aarch64-unknown-linux-gnu/release/examples/infer" \
     --plugin "$plugin" --target-dir "$T" --python "$LEUKOSCOPE_PYTHON" \
     --edge $EDGE_MODELS ${REPORT_MODELS:+--report $REPORT_MODELS}

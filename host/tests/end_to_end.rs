@@ -180,3 +180,80 @@ fn reproduce_writes_the_report_tables_as_json() {
     assert!(out.join("edge-smoke.md").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn export_int8_and_compare_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("leuko-e2e-int8-{}", std::process::id()));
+    let root = tiny_root(&dir);
+    let bin = env!("CARGO_BIN_EXE_leukoscope-train");
+    let float = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/edge.onnx");
+    let out = dir.join("m/edge-int8-qop.onnx");
+    let run = std::process::Command::new(bin)
+        .args(["export", "--int8", "--format", "qop", "--calib-images", "8"])
+        .args(["--val-fraction", "0.34", "--seed", "3", "--onnx"])
+        .arg(&float)
+        .arg("--data")
+        .arg(&root)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("runs leukoscope-train");
+    assert!(
+        run.status.success(),
+        "export --int8 failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let card = export::read_card(&leukoscope::model::card_path(&out)).expect("card");
+    assert_eq!(card.format, "int8-qop");
+    assert_eq!(card.quantization["calibration_images"], 8);
+    assert_eq!(card.quantization["calibrator"], "percentile-99.99");
+    Classifier::load(&ModelSource::File(out.clone())).expect("the device loads the int8 model");
+    assert!(
+        std::fs::metadata(&out).unwrap().len() * 10 < std::fs::metadata(&float).unwrap().len() * 3
+    );
+
+    // Asking for more calibration images than the training side holds is an error, not a silent shortfall.
+    let short = std::process::Command::new(bin)
+        .args([
+            "export",
+            "--int8",
+            "--calib-images",
+            "500",
+            "--val-fraction",
+            "0.34",
+            "--seed",
+            "3",
+        ])
+        .arg("--onnx")
+        .arg(&float)
+        .arg("--data")
+        .arg(&root)
+        .arg("--out")
+        .arg(dir.join("m/short.onnx"))
+        .output()
+        .expect("runs leukoscope-train");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("calibration images"));
+
+    let json = dir.join("compare.json");
+    let cmp = std::process::Command::new(bin)
+        .args(["compare", "--split", "TEST", "--json"])
+        .arg(&json)
+        .arg("--data")
+        .arg(&root)
+        .arg(&float)
+        .arg(&out)
+        .output()
+        .expect("runs compare");
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(rows[0]["top1_agreement"], 1.0);
+    assert_eq!(rows[1]["format"], "int8-qop");
+    assert_eq!(rows[1]["images"], 12);
+    let _ = std::fs::remove_dir_all(&dir);
+}

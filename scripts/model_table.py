@@ -43,7 +43,8 @@ def accuracy(train_bin: Path, models, split: str) -> dict:
 
 
 def tract_latency(models, target_dir: Path) -> dict:
-    env = dict(os.environ, LEUKOSCOPE_BENCH_MODELS=":".join(str(m) for m in models))
+    # cargo runs benches from the package folder: absolute paths.
+    env = dict(os.environ, LEUKOSCOPE_BENCH_MODELS=":".join(str(Path(m).resolve()) for m in models))
     run(["taskset", "-c", "0", "cargo", "bench", "-p", "leukoscope", "--bench", "models", "--", "--noplot"],
         env=env, cwd=ROOT, stdout=sys.stderr)
     out = {}

@@ -125,13 +125,9 @@ impl Pipeline {
 mod tests {
     use super::*;
 
-    /// Needs a real embedded model; while `models/edge.onnx` is a placeholder this says so and returns.
     #[test]
     fn analyze_types_every_detected_cell() {
-        let classifier = match Classifier::embedded() {
-            Ok(c) => c,
-            Err(e) => return eprintln!("skipping: embedded model unavailable: {e}"),
-        };
+        let classifier = Classifier::embedded().expect("the embedded model loads");
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../samples/smears/BloodImage_00001.jpg");
         let frame = Frame::open(&p).unwrap();

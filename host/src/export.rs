@@ -152,8 +152,8 @@ pub fn write_int8_model(
         quantization: serde_json::json!({
             "float_model": float_card.name,
             "float_sha256": float_card.sha256,
-            "calibrator": calibrator.to_string(),
-            "calibration_images": calibration.images,
+            "calibrator": if format == Format::Weights { serde_json::Value::Null } else { calibrator.to_string().into() },
+            "calibration_images": if format == Format::Weights { 0 } else { calibration.images },
             "weights": "int8 symmetric, per output channel (per tensor for QLinearMatMul)",
             "activations": if format == Format::Weights { "float" } else { "uint8 asymmetric, per tensor" },
         }),

@@ -182,6 +182,10 @@ struct TrainArgs {
     /// Keep the best validation macro AUC checkpoint (the report's rule) instead of accuracy.
     #[arg(long)]
     select_auc: bool,
+    /// Batch-norm momentum of the report nets in tch's convention (Keras' 0.99 = 0.01, their default); 0.1
+    /// suits short runs from scratch, whose running statistics 0.01 cannot settle.
+    #[arg(long)]
+    bn_momentum: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -242,6 +246,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 shift: a.shift,
                 mixup: a.mixup,
                 select_auc: a.select_auc,
+                bn_momentum: a.bn_momentum,
             };
             eprintln!(
                 "training {} on {dev:?} from {}",

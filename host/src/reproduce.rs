@@ -32,6 +32,7 @@ pub fn report_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
         shift: 0,
         mixup: 0.0,
         select_auc: true,
+        bn_momentum: None,
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Recipe {
     /// Keep the checkpoint with the best validation macro AUC (the report's rule) instead of accuracy.
     #[serde(default)]
     pub select_auc: bool,
+    /// Batch-norm momentum override for the report nets (see [`nets::Arch::build_with`]); `None` keeps
+    /// Keras'.
+    #[serde(default)]
+    pub bn_momentum: Option<f64>,
 }
 
 /// One epoch's log line.
@@ -275,7 +279,11 @@ pub fn train(
     let (xtr, ytr) = (xtr.to_device(device), ytr.to_device(device));
 
     let vs = nn::VarStore::new(device);
-    let graph = arch.build(&vs.root(), leukoscope::CLASSES.len() as i64);
+    let graph = arch.build_with(
+        &vs.root(),
+        leukoscope::CLASSES.len() as i64,
+        recipe.bn_momentum,
+    );
     let params = nets::trainable_params(&vs);
     let mut opt = nn::adamw(0.9, 0.999, recipe.weight_decay)
         .build(&vs, recipe.lr)

@@ -54,6 +54,7 @@ fn train_export_and_classify_on_the_device_path() {
         shift: 4,
         mixup: 0.2,
         select_auc: true,
+        bn_momentum: None,
     };
     let out = dir.join("run");
     let log =

@@ -139,12 +139,14 @@ fn inception_resnet_block(
 }
 
 /// Inception-ResNet-v2 with global average pooling and a `classes`-way linear head on logits.
-pub fn inception_resnet_v2(p: &nn::Path, classes: i64) -> Graph {
+///
+/// `bn_momentum` is tch's (Keras' 0.99 is tch's 0.01, the default through [`super::Arch::build`]).
+pub fn inception_resnet_v2(p: &nn::Path, classes: i64, bn_momentum: f64) -> Graph {
     let r = p;
     let mut builder = Builder::new(p);
     builder.bn = nn::BatchNormConfig {
         eps: BN_EPS,
-        momentum: 0.01,
+        momentum: bn_momentum,
         ..Default::default()
     };
     let b = &mut builder;

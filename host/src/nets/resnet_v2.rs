@@ -94,11 +94,13 @@ fn block2(
 }
 
 /// ResNet101V2 with global average pooling and a `classes`-way linear head on logits.
-pub fn resnet101v2(p: &nn::Path, classes: i64) -> Graph {
+///
+/// `bn_momentum` is tch's (Keras' 0.99 is tch's 0.01, the default through [`super::Arch::build`]).
+pub fn resnet101v2(p: &nn::Path, classes: i64, bn_momentum: f64) -> Graph {
     let mut b = Builder::new(p);
     b.bn = nn::BatchNormConfig {
         eps: BN_EPS,
-        momentum: 0.01,
+        momentum: bn_momentum,
         ..Default::default()
     };
     let x = b.input();

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use leukoscope::preprocess::to_training_scale;
-use leukoscope::segment::graphcut::{GraphCutConfig, Refiner};
+use leukoscope::segment::graphcut::{Dinic, GraphCutConfig, MaxFlow, Refiner};
 use leukoscope::segment::kmeans::{kmeans, Histogram, KMeansConfig};
 use leukoscope::segment::{SegmentConfig, Segmenter};
 use leukoscope::{Classifier, Frame, Pipeline};
@@ -51,6 +51,22 @@ fn bench(c: &mut Criterion) {
         let mut r = Refiner::new(GraphCutConfig::default());
         let mut out = Vec::new();
         b.iter(|| r.refine(&scaled, &clustering, roi, &mut out))
+    });
+    // The same crop's graph solved by the Dinic reference, the baseline of the solver above.
+    let graph = Refiner::new(GraphCutConfig::default()).graph(&scaled, &clustering, roi);
+    c.bench_function("maxflow_cell_crop_dinic_baseline", |b| {
+        let mut d = Dinic::new();
+        b.iter(|| {
+            graph.load(&mut d);
+            d.solve()
+        })
+    });
+    c.bench_function("maxflow_cell_crop_bk_solve_only", |b| {
+        let mut m = MaxFlow::new();
+        b.iter(|| {
+            graph.load(&mut m);
+            m.solve()
+        })
     });
     c.bench_function("segment_frame_640x480", |b| {
         let mut s = Segmenter::new(SegmentConfig::default());

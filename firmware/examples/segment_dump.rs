@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use leukoscope::segment::graphcut::{GraphCutConfig, GridEdge, MaxFlow, Refiner};
+use leukoscope::segment::graphcut::{Dinic, GraphCutConfig, GridEdge, MaxFlow, Refiner};
 use leukoscope::segment::kmeans::{kmeans, Histogram, KMeansConfig};
 use leukoscope::segment::Segmenter;
 use leukoscope::Frame;
@@ -91,6 +91,20 @@ fn main() -> std::process::ExitCode {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let flow_ms = median(times);
+        // The Dinic reference on the same graph, as a baseline in the same run.
+        let mut dinic = Dinic::new();
+        let mut times = Vec::new();
+        for _ in 0..REPS {
+            g.load(&mut dinic);
+            let t = Instant::now();
+            let v = dinic.solve();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            if v != value {
+                eprintln!("{stem}: Dinic flow {v} differs from Boykov–Kolmogorov {value}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        let dinic_ms = median(times);
         let gp = out.join(format!("{stem}.graph.txt"));
         let mut text = format!("{} {}\n", g.width, g.height);
         for e in &g.edges {
@@ -102,7 +116,7 @@ fn main() -> std::process::ExitCode {
         let _ = std::fs::write(&gp, text);
         let line = serde_json::json!({
             "frame": path, "stem": stem, "width": frame.width(), "height": frame.height(),
-            "kmeans_ms": kmeans_ms, "graph_nodes": g.width * g.height, "flow": value, "flow_ms": flow_ms,
+            "kmeans_ms": kmeans_ms, "graph_nodes": g.width * g.height, "flow": value, "flow_ms": flow_ms, "dinic_ms": dinic_ms,
         });
         println!("{line}");
         let _ = std::io::stdout().flush();

@@ -1,4 +1,5 @@
-//! Graph-cut refinement of a nucleus mask: a max-flow/min-cut solver (Dinic, integer capacities) and its
+//! Graph-cut refinement of a nucleus mask: a max-flow/min-cut solver (Boykov–Kolmogorov, integer capacities;
+//! Dinic kept as its reference) and its
 //! use on a 4-connected pixel grid around one candidate cell.
 //!
 //! The grid is seeded automatically from the K-means result: pixels of the nucleus cluster at least as violet
@@ -14,10 +15,385 @@ use crate::preprocess::nucleus_score;
 
 const NONE: u32 = u32::MAX;
 
-/// A flow network with integer capacities, solved by Dinic's algorithm (BFS levels, iterative DFS blocking
-/// flows, so deep paths cannot overflow the stack). Buffers are kept across [`MaxFlow::reset`].
+/// Parent marks of [`MaxFlow`]'s search trees (other values are arc indices).
+const FREE: u32 = u32::MAX;
+const TERMINAL: u32 = u32::MAX - 1;
+const ORPHAN: u32 = u32::MAX - 2;
+
+/// A flow network with integer capacities, solved by the Boykov–Kolmogorov algorithm (two search trees grown
+/// from the terminals, augment, adopt orphans; "An Experimental Comparison of Min-Cut/Max-Flow Algorithms for
+/// Energy Minimization in Vision", PAMI 2004), the algorithm PyMaxflow wraps, written here from the paper.
+/// Terminal links are kept per node (`tr`: positive = residual from the source, negative = to the sink), so a
+/// grid's data terms cost no arcs. Buffers are kept across [`MaxFlow::reset`]; the iterative loops cannot
+/// overflow the stack. Checked against [`Dinic`] and Edmonds–Karp.
 #[derive(Clone, Debug, Default)]
 pub struct MaxFlow {
+    /// Ordinary nodes plus the two terminals.
+    nodes: usize,
+    head: Vec<u32>,
+    next: Vec<u32>,
+    to: Vec<u32>,
+    cap: Vec<i64>,
+    tr: Vec<i64>,
+    parent: Vec<u32>,
+    in_sink: Vec<bool>,
+    stamp: Vec<u32>,
+    dist: Vec<u32>,
+    queued: Vec<bool>,
+    active: std::collections::VecDeque<u32>,
+    orphans: std::collections::VecDeque<u32>,
+    time: u32,
+    constant: i64,
+}
+
+impl MaxFlow {
+    /// An empty network.
+    pub fn new() -> Self {
+        MaxFlow::default()
+    }
+
+    /// Clears the network to `n` ordinary nodes `0..n` plus the terminals [`MaxFlow::source`] (`n`) and
+    /// [`MaxFlow::sink`] (`n + 1`).
+    pub fn reset(&mut self, n: usize) {
+        self.nodes = n + 2;
+        self.head.clear();
+        self.head.resize(n, NONE);
+        self.tr.clear();
+        self.tr.resize(n, 0);
+        self.next.clear();
+        self.to.clear();
+        self.cap.clear();
+        self.parent.clear();
+        self.parent.resize(n, FREE);
+        self.constant = 0;
+    }
+
+    /// The source terminal.
+    pub fn source(&self) -> usize {
+        self.nodes - 2
+    }
+
+    /// The sink terminal.
+    pub fn sink(&self) -> usize {
+        self.nodes - 1
+    }
+
+    /// Number of nodes including the terminals.
+    pub fn len(&self) -> usize {
+        self.nodes
+    }
+
+    /// True when there are no nodes at all (not even terminals, i.e. before [`MaxFlow::reset`]).
+    pub fn is_empty(&self) -> bool {
+        self.nodes == 0
+    }
+
+    fn push_arc(&mut self, u: usize, v: usize, c: i64) {
+        self.to.push(v as u32);
+        self.cap.push(c);
+        self.next.push(self.head[u]);
+        self.head[u] = (self.to.len() - 1) as u32;
+    }
+
+    /// Adds an arc `u → v` of capacity `cap` and `v → u` of capacity `rev` (negative values count as 0). Arcs
+    /// from the source or to the sink become terminal links; arcs into the source or out of the sink can
+    /// carry no flow and are dropped.
+    pub fn add_edge(&mut self, u: usize, v: usize, cap: i64, rev: i64) {
+        let (s, t) = (self.source(), self.sink());
+        let (cap, rev) = (cap.max(0), rev.max(0));
+        match (u, v) {
+            (u, v) if u == v => {}
+            (u, v) if u == s && v == t => self.constant += cap,
+            (u, v) if u == t && v == s => self.constant += rev,
+            (u, v) if u == s => self.add_tweights(v, cap, 0),
+            (u, v) if v == s => self.add_tweights(u, rev, 0),
+            (u, v) if u == t => self.add_tweights(v, 0, rev),
+            (u, v) if v == t => self.add_tweights(u, 0, cap),
+            (u, v) => {
+                self.push_arc(u, v, cap);
+                self.push_arc(v, u, rev);
+            }
+        }
+    }
+
+    /// Terminal links of node `u`: `to_source` from the source, `to_sink` to the sink. The common part is
+    /// counted as flow straight away (every cut pays it), so only the difference is stored.
+    pub fn add_tweights(&mut self, u: usize, to_source: i64, to_sink: i64) {
+        let (mut a, mut b) = (to_source.max(0), to_sink.max(0));
+        let d = self.tr[u];
+        if d > 0 {
+            a += d;
+        } else {
+            b -= d;
+        }
+        self.constant += a.min(b);
+        self.tr[u] = a - b;
+    }
+
+    fn activate(&mut self, i: usize) {
+        if !self.queued[i] {
+            self.queued[i] = true;
+            self.active.push_back(i as u32);
+        }
+    }
+
+    fn orphan(&mut self, i: usize) {
+        self.parent[i] = ORPHAN;
+        self.orphans.push_back(i as u32);
+    }
+
+    /// Grows the tree of active node `i` by one layer; returns an arc from the source tree to the sink tree
+    /// if the trees touch.
+    fn grow(&mut self, i: usize) -> Option<usize> {
+        let sink_tree = self.in_sink[i];
+        let mut e = self.head[i];
+        while e != NONE {
+            let a = e as usize;
+            // Residual capacity in the tree's direction: away from the source, towards the sink.
+            let (toward, residual) = if sink_tree {
+                (a ^ 1, self.cap[a ^ 1])
+            } else {
+                (a, self.cap[a])
+            };
+            if residual > 0 {
+                let j = self.to[a] as usize;
+                if self.parent[j] == FREE {
+                    self.in_sink[j] = sink_tree;
+                    self.parent[j] = (a ^ 1) as u32;
+                    self.stamp[j] = self.stamp[i];
+                    self.dist[j] = self.dist[i] + 1;
+                    self.activate(j);
+                } else if self.in_sink[j] != sink_tree {
+                    return Some(toward);
+                } else if self.stamp[j] <= self.stamp[i] && self.dist[j] > self.dist[i] {
+                    // A shorter way to j's terminal: rehang it (keeps the trees shallow).
+                    self.parent[j] = (a ^ 1) as u32;
+                    self.stamp[j] = self.stamp[i];
+                    self.dist[j] = self.dist[i] + 1;
+                }
+            }
+            e = self.next[a];
+        }
+        None
+    }
+
+    /// Pushes the bottleneck along source root → `middle` → sink root; nodes whose parent arc or terminal
+    /// link saturates become orphans. Returns the amount.
+    fn augment(&mut self, middle: usize) -> i64 {
+        let (u, v) = (self.to[middle ^ 1] as usize, self.to[middle] as usize);
+        let mut f = self.cap[middle];
+        let mut x = u;
+        while self.parent[x] != TERMINAL {
+            let a = self.parent[x] as usize;
+            f = f.min(self.cap[a ^ 1]);
+            x = self.to[a] as usize;
+        }
+        f = f.min(self.tr[x]);
+        x = v;
+        while self.parent[x] != TERMINAL {
+            let a = self.parent[x] as usize;
+            f = f.min(self.cap[a]);
+            x = self.to[a] as usize;
+        }
+        f = f.min(-self.tr[x]);
+
+        self.cap[middle] -= f;
+        self.cap[middle ^ 1] += f;
+        x = u;
+        while self.parent[x] != TERMINAL {
+            let a = self.parent[x] as usize;
+            self.cap[a ^ 1] -= f;
+            self.cap[a] += f;
+            if self.cap[a ^ 1] == 0 {
+                self.orphan(x);
+            }
+            x = self.to[a] as usize;
+        }
+        self.tr[x] -= f;
+        if self.tr[x] == 0 {
+            self.orphan(x);
+        }
+        x = v;
+        while self.parent[x] != TERMINAL {
+            let a = self.parent[x] as usize;
+            self.cap[a] -= f;
+            self.cap[a ^ 1] += f;
+            if self.cap[a] == 0 {
+                self.orphan(x);
+            }
+            x = self.to[a] as usize;
+        }
+        self.tr[x] += f;
+        if self.tr[x] == 0 {
+            self.orphan(x);
+        }
+        f
+    }
+
+    /// Distance from `j` to its tree's terminal, or `None` if its way there passes an orphan; caches what it
+    /// learns in `stamp` / `dist` for this round.
+    fn origin(&mut self, j: usize) -> Option<u32> {
+        let mut d = 0u32;
+        let mut k = j;
+        loop {
+            if self.stamp[k] == self.time {
+                d += self.dist[k];
+                break;
+            }
+            let p = self.parent[k];
+            d += 1;
+            if p == TERMINAL {
+                self.stamp[k] = self.time;
+                self.dist[k] = 1;
+                break;
+            }
+            if p == ORPHAN || p == FREE {
+                return None;
+            }
+            k = self.to[p as usize] as usize;
+        }
+        let (mut k, mut dk) = (j, d);
+        while self.stamp[k] != self.time {
+            self.stamp[k] = self.time;
+            self.dist[k] = dk;
+            dk -= 1;
+            k = self.to[self.parent[k] as usize] as usize;
+        }
+        Some(d)
+    }
+
+    /// Finds orphan `i` a new parent in its own tree, or frees it (and orphans its children).
+    fn adopt(&mut self, i: usize) {
+        let sink_tree = self.in_sink[i];
+        let mut best: Option<(usize, u32)> = None;
+        let mut e = self.head[i];
+        while e != NONE {
+            let a = e as usize;
+            e = self.next[a];
+            // The arc that would carry flow from j to i (source tree) or from i to j (sink tree).
+            let residual = if sink_tree {
+                self.cap[a]
+            } else {
+                self.cap[a ^ 1]
+            };
+            let j = self.to[a] as usize;
+            if residual <= 0 || self.parent[j] == FREE || self.in_sink[j] != sink_tree {
+                continue;
+            }
+            if let Some(d) = self.origin(j) {
+                if best.is_none_or(|(_, bd)| d < bd) {
+                    best = Some((a, d));
+                }
+            }
+        }
+        if let Some((a, d)) = best {
+            self.parent[i] = a as u32;
+            self.stamp[i] = self.time;
+            self.dist[i] = d + 1;
+            return;
+        }
+        let mut e = self.head[i];
+        while e != NONE {
+            let a = e as usize;
+            e = self.next[a];
+            let j = self.to[a] as usize;
+            let p = self.parent[j];
+            if p == FREE || self.in_sink[j] != sink_tree {
+                continue;
+            }
+            let toward_i = if sink_tree {
+                self.cap[a]
+            } else {
+                self.cap[a ^ 1]
+            };
+            if toward_i > 0 {
+                self.activate(j);
+            }
+            if p != TERMINAL && p != ORPHAN && self.to[p as usize] as usize == i {
+                self.orphan(j);
+            }
+        }
+        self.parent[i] = FREE;
+    }
+
+    /// Computes the maximum flow from source to sink (including the common terminal parts) and leaves the
+    /// search trees for [`MaxFlow::is_source_side`].
+    pub fn solve(&mut self) -> i64 {
+        if self.nodes < 2 {
+            return 0;
+        }
+        let n = self.nodes - 2;
+        self.in_sink.clear();
+        self.in_sink.resize(n, false);
+        self.stamp.clear();
+        self.stamp.resize(n, 0);
+        self.dist.clear();
+        self.dist.resize(n, 0);
+        self.queued.clear();
+        self.queued.resize(n, false);
+        self.active.clear();
+        self.orphans.clear();
+        self.time = 0;
+        for i in 0..n {
+            self.parent[i] = FREE;
+            if self.tr[i] != 0 {
+                self.parent[i] = TERMINAL;
+                self.in_sink[i] = self.tr[i] < 0;
+                self.dist[i] = 1;
+                self.activate(i);
+            }
+        }
+        let mut flow = self.constant;
+        let mut current: Option<usize> = None;
+        loop {
+            let i = match current.take().filter(|&i| self.parent[i] != FREE) {
+                Some(i) => i,
+                None => {
+                    let mut found = None;
+                    while let Some(i) = self.active.pop_front() {
+                        let i = i as usize;
+                        self.queued[i] = false;
+                        if self.parent[i] != FREE {
+                            found = Some(i);
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(i) => i,
+                        None => break,
+                    }
+                }
+            };
+            let Some(middle) = self.grow(i) else {
+                continue;
+            };
+            // The trees touch: keep i as the current node, augment, and repair the trees.
+            current = Some(i);
+            self.time = self.time.wrapping_add(1).max(1);
+            flow += self.augment(middle);
+            while let Some(o) = self.orphans.pop_front() {
+                self.adopt(o as usize);
+            }
+        }
+        flow
+    }
+
+    /// After [`MaxFlow::solve`]: whether `u` lies on the source side of the minimum cut (the nodes the source
+    /// still reaches in the residual network, as for [`Dinic`]).
+    pub fn is_source_side(&self, u: usize) -> bool {
+        if u + 2 == self.nodes {
+            return true;
+        }
+        self.parent.get(u).is_some_and(|&p| p != FREE)
+            && !self.in_sink.get(u).copied().unwrap_or(true)
+    }
+}
+
+/// A flow network with integer capacities, solved by Dinic's algorithm (BFS levels, iterative DFS blocking
+/// flows, so deep paths cannot overflow the stack). Buffers are kept across [`Dinic::reset`]. The reference the
+/// faster [`MaxFlow`] (Boykov–Kolmogorov) is checked against; same interface.
+#[derive(Clone, Debug, Default)]
+pub struct Dinic {
     nodes: usize,
     head: Vec<u32>,
     next: Vec<u32>,
@@ -30,14 +406,14 @@ pub struct MaxFlow {
     constant: i64,
 }
 
-impl MaxFlow {
+impl Dinic {
     /// An empty network.
     pub fn new() -> Self {
-        MaxFlow::default()
+        Dinic::default()
     }
 
-    /// Clears the network to `n` ordinary nodes `0..n` plus the terminals [`MaxFlow::source`] (`n`) and
-    /// [`MaxFlow::sink`] (`n + 1`).
+    /// Clears the network to `n` ordinary nodes `0..n` plus the terminals [`Dinic::source`] (`n`) and
+    /// [`Dinic::sink`] (`n + 1`).
     pub fn reset(&mut self, n: usize) {
         self.nodes = n + 2;
         self.head.clear();
@@ -63,7 +439,7 @@ impl MaxFlow {
         self.nodes
     }
 
-    /// True when there are no nodes at all (not even terminals, i.e. before [`MaxFlow::reset`]).
+    /// True when there are no nodes at all (not even terminals, i.e. before [`Dinic::reset`]).
     pub fn is_empty(&self) -> bool {
         self.nodes == 0
     }
@@ -121,7 +497,7 @@ impl MaxFlow {
     }
 
     /// Computes the maximum flow from source to sink (including the common terminal parts) and leaves the
-    /// residual network for [`MaxFlow::is_source_side`].
+    /// residual network for [`Dinic::is_source_side`].
     pub fn solve(&mut self) -> i64 {
         if self.nodes == 0 {
             return 0;
@@ -179,7 +555,7 @@ impl MaxFlow {
         flow
     }
 
-    /// After [`MaxFlow::solve`]: whether `u` lies on the source side of the minimum cut.
+    /// After [`Dinic::solve`]: whether `u` lies on the source side of the minimum cut.
     pub fn is_source_side(&self, u: usize) -> bool {
         self.level.get(u).is_some_and(|&l| l >= 0)
     }
@@ -312,9 +688,37 @@ pub struct GridGraph {
     pub edges: Vec<GridEdge>,
 }
 
+/// What [`GridGraph::load`] needs of a solver: both [`MaxFlow`] and [`Dinic`] take the same graph.
+pub trait FlowNetwork {
+    /// See [`MaxFlow::reset`].
+    fn reset(&mut self, n: usize);
+    /// See [`MaxFlow::add_edge`].
+    fn add_edge(&mut self, u: usize, v: usize, cap: i64, rev: i64);
+    /// See [`MaxFlow::add_tweights`].
+    fn add_tweights(&mut self, u: usize, to_source: i64, to_sink: i64);
+}
+
+macro_rules! flow_network {
+    ($t:ty) => {
+        impl FlowNetwork for $t {
+            fn reset(&mut self, n: usize) {
+                <$t>::reset(self, n)
+            }
+            fn add_edge(&mut self, u: usize, v: usize, cap: i64, rev: i64) {
+                <$t>::add_edge(self, u, v, cap, rev)
+            }
+            fn add_tweights(&mut self, u: usize, to_source: i64, to_sink: i64) {
+                <$t>::add_tweights(self, u, to_source, to_sink)
+            }
+        }
+    };
+}
+flow_network!(MaxFlow);
+flow_network!(Dinic);
+
 impl GridGraph {
-    /// Loads it into a [`MaxFlow`] (reset first).
-    pub fn load(&self, flow: &mut MaxFlow) {
+    /// Loads it into a solver (reset first).
+    pub fn load(&self, flow: &mut impl FlowNetwork) {
         flow.reset(self.width as usize * self.height as usize);
         for e in &self.edges {
             match *e {
@@ -453,6 +857,27 @@ mod tests {
     }
 
     #[test]
+    fn dinic_solves_the_textbook_network() {
+        let mut g = Dinic::new();
+        g.reset(4);
+        let (s, t) = (g.source(), g.sink());
+        for (u, v, c) in [
+            (s, 0, 16),
+            (s, 1, 13),
+            (0, 2, 12),
+            (1, 0, 4),
+            (1, 3, 14),
+            (2, 1, 9),
+            (2, t, 20),
+            (3, 2, 7),
+            (3, t, 4),
+        ] {
+            g.add_edge(u, v, c, 0);
+        }
+        assert_eq!(g.solve(), 23);
+    }
+
+    #[test]
     fn tweights_count_common_part() {
         let mut g = MaxFlow::new();
         g.reset(1);
@@ -545,6 +970,44 @@ mod tests {
                 .sum();
             prop_assert_eq!(flow, cut);
             prop_assert_eq!(flow, edmonds_karp(total, &edges, s, t));
+        }
+
+        #[test]
+        fn boykov_kolmogorov_matches_dinic_on_grids(
+            w in 1usize..12,
+            h in 1usize..12,
+            seed in any::<u64>(),
+        ) {
+            // A grid like the refiner's: terminal weights on every node, symmetric neighbour links.
+            let mut x = seed | 1;
+            let mut rnd = |m: i64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % m as u64) as i64
+            };
+            let n = w * h;
+            let mut bk = MaxFlow::new();
+            let mut dinic = Dinic::new();
+            bk.reset(n);
+            dinic.reset(n);
+            for i in 0..n {
+                let (a, b) = (rnd(40), rnd(40));
+                bk.add_tweights(i, a, b);
+                dinic.add_tweights(i, a, b);
+                for j in [i + 1, i + w] {
+                    let same_row = j != i + 1 || j % w != 0;
+                    if j < n && same_row {
+                        let c = rnd(25);
+                        bk.add_edge(i, j, c, c);
+                        dinic.add_edge(i, j, c, c);
+                    }
+                }
+            }
+            prop_assert_eq!(bk.solve(), dinic.solve());
+            for i in 0..n {
+                prop_assert_eq!(bk.is_source_side(i), dinic.is_source_side(i), "node {}", i);
+            }
         }
 
         #[test]

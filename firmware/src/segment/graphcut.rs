@@ -15,6 +15,35 @@ use crate::preprocess::nucleus_score;
 
 const NONE: u32 = u32::MAX;
 
+/// Arcs in adjacency lists (`head[u]`, then `next`), each stored next to its reverse (`a ^ 1`): the storage
+/// [`MaxFlow`] and [`Dinic`] share.
+#[derive(Clone, Debug, Default)]
+struct Arcs {
+    head: Vec<u32>,
+    next: Vec<u32>,
+    to: Vec<u32>,
+    cap: Vec<i64>,
+}
+
+impl Arcs {
+    /// No arcs, `nodes` empty adjacency lists.
+    fn clear(&mut self, nodes: usize) {
+        self.head.clear();
+        self.head.resize(nodes, NONE);
+        self.next.clear();
+        self.to.clear();
+        self.cap.clear();
+    }
+
+    /// Adds the arc `u → v` of capacity `c`.
+    fn push(&mut self, u: usize, v: usize, c: i64) {
+        self.to.push(v as u32);
+        self.cap.push(c);
+        self.next.push(self.head[u]);
+        self.head[u] = (self.to.len() - 1) as u32;
+    }
+}
+
 /// Parent marks of [`MaxFlow`]'s search trees (other values are arc indices).
 const FREE: u32 = u32::MAX;
 const TERMINAL: u32 = u32::MAX - 1;
@@ -30,10 +59,7 @@ const ORPHAN: u32 = u32::MAX - 2;
 pub struct MaxFlow {
     /// Ordinary nodes plus the two terminals.
     nodes: usize,
-    head: Vec<u32>,
-    next: Vec<u32>,
-    to: Vec<u32>,
-    cap: Vec<i64>,
+    arcs: Arcs,
     tr: Vec<i64>,
     parent: Vec<u32>,
     in_sink: Vec<bool>,
@@ -56,13 +82,9 @@ impl MaxFlow {
     /// [`MaxFlow::sink`] (`n + 1`).
     pub fn reset(&mut self, n: usize) {
         self.nodes = n + 2;
-        self.head.clear();
-        self.head.resize(n, NONE);
+        self.arcs.clear(n);
         self.tr.clear();
         self.tr.resize(n, 0);
-        self.next.clear();
-        self.to.clear();
-        self.cap.clear();
         self.parent.clear();
         self.parent.resize(n, FREE);
         self.constant = 0;
@@ -88,13 +110,6 @@ impl MaxFlow {
         self.nodes == 0
     }
 
-    fn push_arc(&mut self, u: usize, v: usize, c: i64) {
-        self.to.push(v as u32);
-        self.cap.push(c);
-        self.next.push(self.head[u]);
-        self.head[u] = (self.to.len() - 1) as u32;
-    }
-
     /// Adds an arc `u → v` of capacity `cap` and `v → u` of capacity `rev` (negative values count as 0). Arcs
     /// from the source or to the sink become terminal links; arcs into the source or out of the sink can
     /// carry no flow and are dropped.
@@ -110,8 +125,8 @@ impl MaxFlow {
             (u, v) if u == t => self.add_tweights(v, 0, rev),
             (u, v) if v == t => self.add_tweights(u, 0, cap),
             (u, v) => {
-                self.push_arc(u, v, cap);
-                self.push_arc(v, u, rev);
+                self.arcs.push(u, v, cap);
+                self.arcs.push(v, u, rev);
             }
         }
     }
@@ -146,17 +161,17 @@ impl MaxFlow {
     /// if the trees touch.
     fn grow(&mut self, i: usize) -> Option<usize> {
         let sink_tree = self.in_sink[i];
-        let mut e = self.head[i];
+        let mut e = self.arcs.head[i];
         while e != NONE {
             let a = e as usize;
             // Residual capacity in the tree's direction: away from the source, towards the sink.
             let (toward, residual) = if sink_tree {
-                (a ^ 1, self.cap[a ^ 1])
+                (a ^ 1, self.arcs.cap[a ^ 1])
             } else {
-                (a, self.cap[a])
+                (a, self.arcs.cap[a])
             };
             if residual > 0 {
-                let j = self.to[a] as usize;
+                let j = self.arcs.to[a] as usize;
                 if self.parent[j] == FREE {
                     self.in_sink[j] = sink_tree;
                     self.parent[j] = (a ^ 1) as u32;
@@ -172,7 +187,7 @@ impl MaxFlow {
                     self.dist[j] = self.dist[i] + 1;
                 }
             }
-            e = self.next[a];
+            e = self.arcs.next[a];
         }
         None
     }
@@ -180,34 +195,37 @@ impl MaxFlow {
     /// Pushes the bottleneck along source root → `middle` → sink root; nodes whose parent arc or terminal
     /// link saturates become orphans. Returns the amount.
     fn augment(&mut self, middle: usize) -> i64 {
-        let (u, v) = (self.to[middle ^ 1] as usize, self.to[middle] as usize);
-        let mut f = self.cap[middle];
+        let (u, v) = (
+            self.arcs.to[middle ^ 1] as usize,
+            self.arcs.to[middle] as usize,
+        );
+        let mut f = self.arcs.cap[middle];
         let mut x = u;
         while self.parent[x] != TERMINAL {
             let a = self.parent[x] as usize;
-            f = f.min(self.cap[a ^ 1]);
-            x = self.to[a] as usize;
+            f = f.min(self.arcs.cap[a ^ 1]);
+            x = self.arcs.to[a] as usize;
         }
         f = f.min(self.tr[x]);
         x = v;
         while self.parent[x] != TERMINAL {
             let a = self.parent[x] as usize;
-            f = f.min(self.cap[a]);
-            x = self.to[a] as usize;
+            f = f.min(self.arcs.cap[a]);
+            x = self.arcs.to[a] as usize;
         }
         f = f.min(-self.tr[x]);
 
-        self.cap[middle] -= f;
-        self.cap[middle ^ 1] += f;
+        self.arcs.cap[middle] -= f;
+        self.arcs.cap[middle ^ 1] += f;
         x = u;
         while self.parent[x] != TERMINAL {
             let a = self.parent[x] as usize;
-            self.cap[a ^ 1] -= f;
-            self.cap[a] += f;
-            if self.cap[a ^ 1] == 0 {
+            self.arcs.cap[a ^ 1] -= f;
+            self.arcs.cap[a] += f;
+            if self.arcs.cap[a ^ 1] == 0 {
                 self.orphan(x);
             }
-            x = self.to[a] as usize;
+            x = self.arcs.to[a] as usize;
         }
         self.tr[x] -= f;
         if self.tr[x] == 0 {
@@ -216,12 +234,12 @@ impl MaxFlow {
         x = v;
         while self.parent[x] != TERMINAL {
             let a = self.parent[x] as usize;
-            self.cap[a] -= f;
-            self.cap[a ^ 1] += f;
-            if self.cap[a] == 0 {
+            self.arcs.cap[a] -= f;
+            self.arcs.cap[a ^ 1] += f;
+            if self.arcs.cap[a] == 0 {
                 self.orphan(x);
             }
-            x = self.to[a] as usize;
+            x = self.arcs.to[a] as usize;
         }
         self.tr[x] += f;
         if self.tr[x] == 0 {
@@ -250,14 +268,14 @@ impl MaxFlow {
             if p == ORPHAN || p == FREE {
                 return None;
             }
-            k = self.to[p as usize] as usize;
+            k = self.arcs.to[p as usize] as usize;
         }
         let (mut k, mut dk) = (j, d);
         while self.stamp[k] != self.time {
             self.stamp[k] = self.time;
             self.dist[k] = dk;
             dk -= 1;
-            k = self.to[self.parent[k] as usize] as usize;
+            k = self.arcs.to[self.parent[k] as usize] as usize;
         }
         Some(d)
     }
@@ -266,17 +284,17 @@ impl MaxFlow {
     fn adopt(&mut self, i: usize) {
         let sink_tree = self.in_sink[i];
         let mut best: Option<(usize, u32)> = None;
-        let mut e = self.head[i];
+        let mut e = self.arcs.head[i];
         while e != NONE {
             let a = e as usize;
-            e = self.next[a];
+            e = self.arcs.next[a];
             // The arc that would carry flow from j to i (source tree) or from i to j (sink tree).
             let residual = if sink_tree {
-                self.cap[a]
+                self.arcs.cap[a]
             } else {
-                self.cap[a ^ 1]
+                self.arcs.cap[a ^ 1]
             };
-            let j = self.to[a] as usize;
+            let j = self.arcs.to[a] as usize;
             if residual <= 0 || self.parent[j] == FREE || self.in_sink[j] != sink_tree {
                 continue;
             }
@@ -292,24 +310,24 @@ impl MaxFlow {
             self.dist[i] = d + 1;
             return;
         }
-        let mut e = self.head[i];
+        let mut e = self.arcs.head[i];
         while e != NONE {
             let a = e as usize;
-            e = self.next[a];
-            let j = self.to[a] as usize;
+            e = self.arcs.next[a];
+            let j = self.arcs.to[a] as usize;
             let p = self.parent[j];
             if p == FREE || self.in_sink[j] != sink_tree {
                 continue;
             }
             let toward_i = if sink_tree {
-                self.cap[a]
+                self.arcs.cap[a]
             } else {
-                self.cap[a ^ 1]
+                self.arcs.cap[a ^ 1]
             };
             if toward_i > 0 {
                 self.activate(j);
             }
-            if p != TERMINAL && p != ORPHAN && self.to[p as usize] as usize == i {
+            if p != TERMINAL && p != ORPHAN && self.arcs.to[p as usize] as usize == i {
                 self.orphan(j);
             }
         }
@@ -395,10 +413,7 @@ impl MaxFlow {
 #[derive(Clone, Debug, Default)]
 pub struct Dinic {
     nodes: usize,
-    head: Vec<u32>,
-    next: Vec<u32>,
-    to: Vec<u32>,
-    cap: Vec<i64>,
+    arcs: Arcs,
     level: Vec<i32>,
     iter: Vec<u32>,
     queue: Vec<u32>,
@@ -416,11 +431,7 @@ impl Dinic {
     /// [`Dinic::sink`] (`n + 1`).
     pub fn reset(&mut self, n: usize) {
         self.nodes = n + 2;
-        self.head.clear();
-        self.head.resize(n + 2, NONE);
-        self.next.clear();
-        self.to.clear();
-        self.cap.clear();
+        self.arcs.clear(n + 2);
         self.constant = 0;
     }
 
@@ -444,17 +455,10 @@ impl Dinic {
         self.nodes == 0
     }
 
-    fn push_arc(&mut self, u: usize, v: usize, c: i64) {
-        self.to.push(v as u32);
-        self.cap.push(c);
-        self.next.push(self.head[u]);
-        self.head[u] = (self.to.len() - 1) as u32;
-    }
-
     /// Adds an arc `u → v` of capacity `cap` and `v → u` of capacity `rev` (negative values count as 0).
     pub fn add_edge(&mut self, u: usize, v: usize, cap: i64, rev: i64) {
-        self.push_arc(u, v, cap.max(0));
-        self.push_arc(v, u, rev.max(0));
+        self.arcs.push(u, v, cap.max(0));
+        self.arcs.push(v, u, rev.max(0));
     }
 
     /// Terminal links of node `u`: `to_source` from the source, `to_sink` to the sink. The common part is
@@ -483,14 +487,14 @@ impl Dinic {
         while qi < self.queue.len() {
             let u = self.queue[qi] as usize;
             qi += 1;
-            let mut e = self.head[u];
+            let mut e = self.arcs.head[u];
             while e != NONE {
-                let v = self.to[e as usize] as usize;
-                if self.cap[e as usize] > 0 && self.level[v] < 0 {
+                let v = self.arcs.to[e as usize] as usize;
+                if self.arcs.cap[e as usize] > 0 && self.level[v] < 0 {
                     self.level[v] = self.level[u] + 1;
                     self.queue.push(v as u32);
                 }
-                e = self.next[e as usize];
+                e = self.arcs.next[e as usize];
             }
         }
         self.level[t] >= 0
@@ -506,7 +510,7 @@ impl Dinic {
         let mut flow = self.constant;
         while self.bfs() {
             self.iter.clear();
-            self.iter.extend_from_slice(&self.head);
+            self.iter.extend_from_slice(&self.arcs.head);
             self.path.clear();
             let mut u = s;
             loop {
@@ -514,12 +518,12 @@ impl Dinic {
                     let f = self
                         .path
                         .iter()
-                        .map(|&e| self.cap[e as usize])
+                        .map(|&e| self.arcs.cap[e as usize])
                         .min()
                         .unwrap_or(0);
                     for &e in &self.path {
-                        self.cap[e as usize] -= f;
-                        self.cap[(e ^ 1) as usize] += f;
+                        self.arcs.cap[e as usize] -= f;
+                        self.arcs.cap[(e ^ 1) as usize] += f;
                     }
                     flow += f;
                     self.path.clear();
@@ -529,14 +533,14 @@ impl Dinic {
                 let mut advanced = false;
                 while self.iter[u] != NONE {
                     let e = self.iter[u] as usize;
-                    let v = self.to[e] as usize;
-                    if self.cap[e] > 0 && self.level[v] == self.level[u] + 1 {
+                    let v = self.arcs.to[e] as usize;
+                    if self.arcs.cap[e] > 0 && self.level[v] == self.level[u] + 1 {
                         self.path.push(e as u32);
                         u = v;
                         advanced = true;
                         break;
                     }
-                    self.iter[u] = self.next[e];
+                    self.iter[u] = self.arcs.next[e];
                 }
                 if !advanced {
                     // Dead end: never visit u again in this phase, step back.
@@ -544,8 +548,8 @@ impl Dinic {
                     match self.path.pop() {
                         None => break,
                         Some(e) => {
-                            u = self.to[(e ^ 1) as usize] as usize;
-                            self.iter[u] = self.next[e as usize];
+                            u = self.arcs.to[(e ^ 1) as usize] as usize;
+                            self.iter[u] = self.arcs.next[e as usize];
                         }
                     }
                 }

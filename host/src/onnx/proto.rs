@@ -76,6 +76,22 @@ pub(super) fn float_tensor(name: &str, dims: &[i64], data: Vec<f32>) -> TensorPr
     }
 }
 
+/// A tensor of `data_type` from its little-endian bytes (the quantized initialisers).
+pub(super) fn raw_tensor(
+    name: &str,
+    dims: &[i64],
+    data_type: DataType,
+    raw: Vec<u8>,
+) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: data_type as i32,
+        raw_data: raw,
+        ..Default::default()
+    }
+}
+
 /// An int64 tensor (row-major `data` of shape `dims`).
 pub(super) fn int64_tensor(name: &str, dims: &[i64], data: Vec<i64>) -> TensorProto {
     TensorProto {

@@ -28,7 +28,7 @@ use std::fmt;
 use prost::Message;
 use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, TensorProto};
 
-use super::proto::{attr_int, node};
+use super::proto::{attr_int, node, raw_tensor};
 
 /// Histogram bins per tensor for the percentile calibrator.
 const BINS: usize = 4096;
@@ -512,32 +512,25 @@ struct QWriter<'m> {
 }
 
 fn u8_scalar(name: &str, v: u8) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        data_type: DataType::Uint8 as i32,
-        raw_data: vec![v],
-        ..Default::default()
-    }
+    raw_tensor(name, &[], DataType::Uint8, vec![v])
 }
 
 fn i8_tensor(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: DataType::Int8 as i32,
-        raw_data: v.iter().map(|&x| x as u8).collect(),
-        ..Default::default()
-    }
+    raw_tensor(
+        name,
+        dims,
+        DataType::Int8,
+        v.iter().map(|&x| x as u8).collect(),
+    )
 }
 
 fn i32_tensor(name: &str, dims: &[i64], v: &[i32]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: DataType::Int32 as i32,
-        raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    raw_tensor(
+        name,
+        dims,
+        DataType::Int32,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
 }
 
 impl<'m> QWriter<'m> {

@@ -577,21 +577,28 @@ impl<'m> QWriter<'m> {
         Ok((s, z, scale))
     }
 
+    /// Emits `QuantizeLinear` of the float tensor carrying `name` with the given scale and zero point; returns
+    /// the u8 tensor's name.
+    fn emit_quantize(&mut self, name: &str, scale: &str, zero_point: &str) -> String {
+        let f = self.float(name);
+        let q = format!("{name}/quantized");
+        self.nodes.push(node(
+            "QuantizeLinear",
+            &format!("{name}/quantize"),
+            vec![f, scale.into(), zero_point.into()],
+            vec![q.clone()],
+            vec![],
+        ));
+        q
+    }
+
     /// QOperator: the u8 form of the float tensor `name` (quantizing it once).
     fn quantized(&mut self, name: &str) -> Result<([String; 3], f32), QuantError> {
         let (s, z, scale) = self.act_params(name)?;
         if let Some(q) = self.quant_of.get(name) {
             return Ok((q.clone(), scale));
         }
-        let f = self.float(name);
-        let q = format!("{name}/quantized");
-        self.nodes.push(node(
-            "QuantizeLinear",
-            &format!("{name}/quantize"),
-            vec![f, s.clone(), z.clone()],
-            vec![q.clone()],
-            vec![],
-        ));
+        let q = self.emit_quantize(name, &s, &z);
         let triple = [q, s, z];
         self.quant_of.insert(name.into(), triple.clone());
         Ok((triple, scale))
@@ -603,16 +610,8 @@ impl<'m> QWriter<'m> {
         if let Some([dq, ..]) = self.quant_of.get(name) {
             return Ok((dq.clone(), scale));
         }
-        let f = self.float(name);
-        let q = format!("{name}/quantized");
+        let q = self.emit_quantize(name, &s, &z);
         let dq = format!("{name}/dequantized");
-        self.nodes.push(node(
-            "QuantizeLinear",
-            &format!("{name}/quantize"),
-            vec![f, s.clone(), z.clone()],
-            vec![q.clone()],
-            vec![],
-        ));
         self.nodes.push(node(
             "DequantizeLinear",
             &format!("{name}/dequantize"),

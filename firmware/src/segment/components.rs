@@ -132,13 +132,15 @@ pub fn group_lobes(
 ) {
     out.clear();
     out.extend(components.iter().filter(|c| c.area >= min_lobe).copied());
-    // Largest first so a big nucleus absorbs its small lobes before two small lobes pair up elsewhere.
+    // Seeded growth, largest first: a seed absorbs the single components near it until none is left near,
+    // and only then does the next-largest free component seed its own group. Groups never merge with each
+    // other, so specks (platelets) cannot first club together into a wide box that then reaches a nucleus.
     out.sort_by(|a, b| b.area.cmp(&a.area).then(a.bbox.cmp(&b.bbox)));
-    let mut changed = true;
-    while changed {
-        changed = false;
-        let mut i = 0;
-        while i < out.len() {
+    let mut i = 0;
+    while i < out.len() {
+        let mut changed = true;
+        while changed {
+            changed = false;
             let mut j = i + 1;
             while j < out.len() {
                 let m = out[i].merged(&out[j]);
@@ -154,8 +156,8 @@ pub fn group_lobes(
                     j += 1;
                 }
             }
-            i += 1;
         }
+        i += 1;
     }
     out.sort_by(|a, b| b.area.cmp(&a.area).then(a.bbox.cmp(&b.bbox)));
 }
@@ -214,5 +216,30 @@ mod tests {
         // The size cap keeps two nuclei apart even when they touch.
         group_lobes(&comps, 10, 5, 0, 15, &mut out);
         assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn specks_do_not_club_together_to_reach_a_nucleus() {
+        let c = |bbox: [u32; 4], area: u32| Component {
+            area,
+            bbox,
+            sum_x: (bbox[0] + bbox[2]) as u64 / 2 * area as u64,
+            sum_y: (bbox[1] + bbox[3]) as u64 / 2 * area as u64,
+        };
+        // A nucleus, and two specks each more than `gap` (5) from it but within `gap` of each other: their
+        // joint box [43, 38, 52, 51] is 3 px from the nucleus's, yet neither speck is part of it.
+        let nucleus = c([0, 0, 40, 40], 1200);
+        let comps = [nucleus, c([43, 47, 47, 51], 16), c([48, 38, 52, 42], 16)];
+        let mut out = Vec::new();
+        group_lobes(&comps, 10, 5, 0, 200, &mut out);
+        assert_eq!(out[0], nucleus, "{out:?}");
+        // The specks form their own group (too small for a cell: `min_area` drops it later).
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].area, 32);
+        // A lobe within `gap` of the nucleus joins, and a speck within `gap` of that lobe follows it.
+        let comps = [nucleus, c([44, 10, 50, 30], 100), c([53, 12, 56, 16], 12)];
+        group_lobes(&comps, 10, 5, 0, 200, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bbox, [0, 0, 56, 40]);
     }
 }

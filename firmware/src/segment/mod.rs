@@ -47,7 +47,8 @@ pub struct SegmentConfig {
     pub cell_radius: u32,
     /// A grouped nucleus may span at most this many pixels per side (keeps neighbouring cells apart).
     pub max_nucleus_side: u32,
-    /// A cell's nucleus covers at least this many pixels (platelets are smaller).
+    /// A cell's nucleus covers at least this many pixels at the training scale (platelets and the fragments
+    /// of cells cut by the frame edge are smaller; the smallest nucleus matched on BCCD is above 1,100).
     pub min_area: u32,
     /// The cell box is the nucleus box grown by this many pixels on each side ...
     pub cell_margin: u32,
@@ -66,7 +67,7 @@ impl Default for SegmentConfig {
             lobe_gap: 8,
             cell_radius: 55,
             max_nucleus_side: 130,
-            min_area: 600,
+            min_area: 800,
             cell_margin: 10,
             min_cell_side: 60,
             graphcut: Some(GraphCutConfig::default()),

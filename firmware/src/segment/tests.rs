@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// A synthetic smear: light background, pink red cells, violet nuclei at `nuclei` (centre, radius).
+/// A synthetic smear: light background, pink red cells, violet nuclei at `nuclei` (centre, radius, in
+/// 640×480 pixels; a real BCCD nucleus is 70–110 px across, so a radius of 40 is a small one).
 fn smear(w: u32, h: u32, nuclei: &[(i32, i32, i32)]) -> Frame {
     let mut data = Vec::with_capacity((w * h * 3) as usize);
     for y in 0..h as i32 {
@@ -27,7 +28,7 @@ fn smear(w: u32, h: u32, nuclei: &[(i32, i32, i32)]) -> Frame {
 
 #[test]
 fn finds_one_cell_and_reports_original_coordinates() {
-    let f = smear(640, 480, &[(300, 200, 30)]);
+    let f = smear(640, 480, &[(300, 200, 40)]);
     let s = Segmenter::default().segment(&f);
     assert_eq!(s.cells.len(), 1, "{:?}", s.cells);
     let b = s.cells[0].bbox;
@@ -42,7 +43,7 @@ fn finds_one_cell_and_reports_original_coordinates() {
 
 #[test]
 fn platelets_are_not_cells() {
-    let f = smear(640, 480, &[(300, 200, 30), (100, 100, 6), (500, 400, 5)]);
+    let f = smear(640, 480, &[(300, 200, 40), (100, 100, 6), (500, 400, 5)]);
     let s = Segmenter::default().segment(&f);
     assert_eq!(s.cells.len(), 1);
 }
@@ -78,9 +79,9 @@ fn one_pixel_frame_is_defined() {
 
 #[test]
 fn twenty_touching_cells_are_twenty_boxes_or_fewer_never_a_panic() {
-    // A 5×4 grid of nuclei 60 px apart at 640×480: touching cells, separate nuclei.
+    // A 5×4 grid of nuclei 40 px apart at 640×480: touching cells, separate nuclei.
     let nuclei: Vec<_> = (0..20)
-        .map(|i| (80 + (i % 5) * 120, 60 + (i / 5) * 120, 32))
+        .map(|i| (80 + (i % 5) * 120, 60 + (i / 5) * 120, 40))
         .collect();
     let s = Segmenter::default().segment(&smear(640, 480, &nuclei));
     assert_eq!(s.cells.len(), 20, "{}", s.cells.len());
@@ -115,7 +116,7 @@ fn huge_frame_is_downscaled_first() {
 
 #[test]
 fn same_frame_same_cells() {
-    let f = smear(640, 480, &[(300, 200, 30), (120, 380, 28)]);
+    let f = smear(640, 480, &[(300, 200, 40), (120, 380, 38)]);
     let mut seg = Segmenter::default();
     let a = seg.segment(&f).cells;
     let b = seg.segment(&f).cells;
@@ -129,13 +130,13 @@ fn without_graphcut_still_detects() {
         graphcut: None,
         ..SegmentConfig::default()
     };
-    let s = Segmenter::new(cfg).segment(&smear(640, 480, &[(300, 200, 30)]));
+    let s = Segmenter::new(cfg).segment(&smear(640, 480, &[(300, 200, 40)]));
     assert_eq!(s.cells.len(), 1);
 }
 
 #[test]
 fn overlay_keeps_geometry() {
-    let f = smear(640, 480, &[(300, 200, 30)]);
+    let f = smear(640, 480, &[(300, 200, 40)]);
     let mut seg = Segmenter::default();
     let s = seg.segment(&f);
     let (m, mw, mh) = seg.mask();

@@ -184,6 +184,7 @@ fn main() -> std::process::ExitCode {
             "k" => config.kmeans.k = v as usize,
             "sqrt_weights" => config.kmeans.sqrt_weights = v != 0,
             "min_contrast" => config.min_contrast = v as i32,
+            "retry_one_more_cluster" => config.retry_one_more_cluster = v != 0,
             "min_lobe" => config.min_lobe = v,
             "lobe_gap" => config.lobe_gap = v,
             "cell_radius" => config.cell_radius = v,

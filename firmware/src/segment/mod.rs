@@ -39,6 +39,9 @@ pub struct SegmentConfig {
     /// The nucleus cluster's centroid must have B − G at least this, and this much above the next
     /// cluster, or the frame has no stained nuclei (blank, over-exposed or unstained frames).
     pub min_contrast: i32,
+    /// When no cluster passes the contrast test with `kmeans.k` clusters, cluster once more with one more
+    /// (a pale smear's faint nuclei can share a cluster with cytoplasm at K = 3: BCCD 00072).
+    pub retry_one_more_cluster: bool,
     /// Components smaller than this are ignored when grouping lobes (noise, specks).
     pub min_lobe: u32,
     /// Lobes whose boxes are at most this far apart are one cell.
@@ -48,7 +51,7 @@ pub struct SegmentConfig {
     /// A grouped nucleus may span at most this many pixels per side (keeps neighbouring cells apart).
     pub max_nucleus_side: u32,
     /// A cell's nucleus covers at least this many pixels at the training scale (platelets and the fragments
-    /// of cells cut by the frame edge are smaller; the smallest nucleus matched on BCCD is above 1,100).
+    /// of cells cut by the frame edge are smaller; on BCCD's `train` side even 1,100 loses no matched cell).
     pub min_area: u32,
     /// The cell box is the nucleus box grown by this many pixels on each side ...
     pub cell_margin: u32,
@@ -63,6 +66,7 @@ impl Default for SegmentConfig {
         SegmentConfig {
             kmeans: KMeansConfig::default(),
             min_contrast: 30,
+            retry_one_more_cluster: true,
             min_lobe: 12,
             lobe_gap: 8,
             cell_radius: 55,
@@ -167,14 +171,25 @@ impl Segmenter {
             .min(frame.height())
             .max(1);
         let scaled = preprocess::to_training_scale(frame);
-        let clustering = self.cluster(&scaled);
+        let cfg = self.config;
+        let contrast_ok = |c: &Clustering| {
+            c.k() > 1
+                && c.nucleus_contrast() >= cfg.min_contrast
+                && c.nucleus_contrast() - c.runner_up_contrast() >= cfg.min_contrast
+        };
+        let mut clustering = self.cluster(&scaled);
+        if !contrast_ok(&clustering) && cfg.retry_one_more_cluster && cfg.kmeans.k < kmeans::MAX_K {
+            // Same histogram, one more cluster.
+            let more = KMeansConfig {
+                k: cfg.kmeans.k + 1,
+                ..cfg.kmeans
+            };
+            clustering = kmeans::kmeans(&self.hist, &more);
+        }
+        let contrast_ok = contrast_ok(&clustering);
         let (w, h) = (scaled.width(), scaled.height());
         self.mask_size = (w, h);
         self.mask.clear();
-        let cfg = self.config;
-        let contrast_ok = clustering.k() > 1
-            && clustering.nucleus_contrast() >= cfg.min_contrast
-            && clustering.nucleus_contrast() - clustering.runner_up_contrast() >= cfg.min_contrast;
         let nucleus = clustering.nucleus() as u8;
         self.mask.extend(
             scaled

@@ -189,3 +189,50 @@ fn truncated_jpeg_is_a_named_error() {
         }
     }
 }
+
+/// The frames of `samples/hard` (BCCD frames this detector once got wrong) against their VOC boxes.
+fn hard(name: &str, cfg: SegmentConfig) -> (Vec<[u32; 4]>, Vec<[u32; 4]>) {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples/hard")
+        .join(name);
+    let f = Frame::open(&p.with_extension("jpg")).unwrap();
+    let xml = std::fs::read_to_string(p.with_extension("xml")).unwrap();
+    let truth = crate::segment::voc_boxes(&xml, "WBC");
+    let found = Segmenter::new(cfg)
+        .segment(&f)
+        .cells
+        .iter()
+        .map(|c| c.bbox)
+        .collect();
+    (truth, found)
+}
+
+/// A pale smear whose faint nuclei share a cluster with cytoplasm at K = 3: the contrast test rejects every
+/// cluster, and the retry with one more cluster finds the cell.
+#[test]
+fn pale_smear_is_found_by_the_retry_with_one_more_cluster() {
+    let (truth, found) = hard("BloodImage_00072", SegmentConfig::default());
+    assert_eq!(truth.len(), 1);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(iou(found[0], truth[0]) >= 0.5, "{found:?} vs {truth:?}");
+    let without = SegmentConfig {
+        retry_one_more_cluster: false,
+        ..SegmentConfig::default()
+    };
+    assert!(hard("BloodImage_00072", without).1.is_empty());
+}
+
+/// Platelets beside a nucleus stay out of its box (they once widened it past IoU 0.5).
+#[test]
+fn platelets_beside_a_nucleus_stay_out_of_its_box() {
+    for name in ["BloodImage_00158", "BloodImage_00378"] {
+        let (truth, found) = hard(name, SegmentConfig::default());
+        assert_eq!(found.len(), truth.len(), "{name}: {found:?}");
+        for t in &truth {
+            assert!(
+                found.iter().any(|b| iou(*b, *t) >= 0.5),
+                "{name}: {found:?} vs {truth:?}"
+            );
+        }
+    }
+}

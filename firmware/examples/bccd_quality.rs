@@ -7,8 +7,9 @@
 //!     [--model FILE] [--write models/results/bccd.md] [--no-graphcut] [--split train|test|all]
 //!     [--audit models/results/bccd-audit.csv [--audit-sheet FILE.png]]
 //! ```
-//! Prints a Markdown table; with `--write` also writes it (with this command) to the file. Exits 0 with a
-//! clear skip message when the data set is absent.
+//! Prints a Markdown table; with `--write` also writes it (with this command) to the file, keeping whatever
+//! follows the file's `<!-- notes: kept by --write -->` line. Exits 0 with a clear skip message when the data
+//! set is absent.
 //!
 //! `--audit FILE` adds a second detection table against the VOC boxes corrected by FILE (`image,action,x0,y0,
 //! x1,y1,note` lines, action `add` or `remove`, `#` comments); the first table always scores the VOC boxes as
@@ -68,6 +69,9 @@ fn matches(truth: &[[u32; 4]], det: &[[u32; 4]]) -> Vec<(usize, usize)> {
     }
     out
 }
+
+/// Where the measured part of the `--write` file ends and hand-written notes begin.
+const NOTES: &str = "<!-- notes: kept by --write -->";
 
 /// One correction of the VOC boxes.
 struct Correction {
@@ -416,10 +420,12 @@ fn main() -> std::process::ExitCode {
         }
     }
     md += &format!(
-        "\nSegmentation time: {:.1} ms per 640×480 frame (mean over {} frames, this machine, graph cut {}).\n",
+        "\nSegmentation time: {:.1} ms per 640×480 frame (mean over {} frames, this machine, graph cut {}). \
+         Segmenter working set after them: {:.0} KiB of buffers kept between frames.\n",
         1000.0 * seconds / all.frames.max(1) as f64,
         all.frames,
-        if config.graphcut.is_some() { "on" } else { "off" }
+        if config.graphcut.is_some() { "on" } else { "off" },
+        seg.working_set_bytes() as f64 / 1024.0
     );
     if let Some(cl) = &classifier {
         md += &format!(
@@ -442,6 +448,12 @@ fn main() -> std::process::ExitCode {
             "# BCCD end-to-end quality\n\nMeasured by\n\n```\n{cmd}\n```\n\nGoals: recall ≥ 99 %, precision ≥ 98 %, typed ≥ 95 %. \
              Detection settings are the `SegmentConfig` defaults; they were tuned on the `train` side only (one structural fix, below, was found on `test` frames).\n\n{md}"
         );
+        // Hand-written notes after the marker survive a rewrite.
+        let notes = std::fs::read_to_string(&out)
+            .ok()
+            .and_then(|old| old.find(NOTES).map(|i| old[i..].to_string()))
+            .unwrap_or_else(|| format!("{NOTES}\n"));
+        let text = format!("{text}\n{notes}");
         if let Err(e) = std::fs::write(&out, text) {
             eprintln!("error: {out}: cannot write: {e}");
             return std::process::ExitCode::FAILURE;

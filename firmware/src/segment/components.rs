@@ -59,6 +59,11 @@ pub struct Labeller {
 }
 
 impl Labeller {
+    /// Heap bytes its label image and stack hold.
+    pub fn heap_bytes(&self) -> usize {
+        super::heap_bytes(&self.labels) + super::heap_bytes(&self.stack)
+    }
+
     /// Component id + 1 of each pixel after [`Labeller::label`] (0 = not in the mask).
     pub fn labels(&self) -> &[u32] {
         &self.labels

@@ -9,6 +9,7 @@
 //! float step (the link-weight table) runs once per [`Refiner`], never in the loop. This module knows pixels
 //! and graphs only: no models, no cell types.
 
+use super::heap_bytes;
 use super::kmeans::Clustering;
 use crate::frame::Frame;
 use crate::preprocess::nucleus_score;
@@ -26,6 +27,13 @@ struct Arcs {
 }
 
 impl Arcs {
+    fn heap_bytes(&self) -> usize {
+        heap_bytes(&self.head)
+            + heap_bytes(&self.next)
+            + heap_bytes(&self.to)
+            + heap_bytes(&self.cap)
+    }
+
     /// No arcs, `nodes` empty adjacency lists.
     fn clear(&mut self, nodes: usize) {
         self.head.clear();
@@ -76,6 +84,19 @@ impl MaxFlow {
     /// An empty network.
     pub fn new() -> Self {
         MaxFlow::default()
+    }
+
+    /// Heap bytes its buffers hold (capacity; they are kept between solves).
+    pub fn heap_bytes(&self) -> usize {
+        self.arcs.heap_bytes()
+            + heap_bytes(&self.tr)
+            + heap_bytes(&self.parent)
+            + heap_bytes(&self.in_sink)
+            + heap_bytes(&self.stamp)
+            + heap_bytes(&self.dist)
+            + heap_bytes(&self.queued)
+            + self.active.capacity() * std::mem::size_of::<u32>()
+            + self.orphans.capacity() * std::mem::size_of::<u32>()
     }
 
     /// Clears the network to `n` ordinary nodes `0..n` plus the terminals [`MaxFlow::source`] (`n`) and
@@ -598,6 +619,11 @@ pub struct Refiner {
 }
 
 impl Refiner {
+    /// Heap bytes its graph, tables and scratch hold.
+    pub fn heap_bytes(&self) -> usize {
+        self.flow.heap_bytes() + heap_bytes(&self.weights) + heap_bytes(&self.scratch)
+    }
+
     /// A refiner with its neighbour-weight table.
     pub fn new(config: GraphCutConfig) -> Self {
         let two_s2 = 2.0 * config.sigma.max(0.5) * config.sigma.max(0.5);

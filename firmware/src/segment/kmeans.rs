@@ -51,6 +51,11 @@ impl Histogram {
         }
     }
 
+    /// Heap bytes its bins hold.
+    pub fn heap_bytes(&self) -> usize {
+        super::heap_bytes(&self.counts)
+    }
+
     /// Empties it, keeping the buffer.
     pub fn clear(&mut self) {
         self.counts.iter_mut().for_each(|c| *c = 0);

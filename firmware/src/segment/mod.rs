@@ -147,6 +147,22 @@ impl Segmenter {
         }
     }
 
+    /// Heap bytes its per-frame buffers hold now (capacities: histogram, mask, labels, component lists, the
+    /// graph-cut network and cut, the integral image). They grow to the largest frame seen and are reused,
+    /// so after the first frame a frame costs a bounded number of allocations, none per pixel: the
+    /// training-scale copy of the frame (at most 320×240 pixels for a 4:3 frame) and the returned
+    /// [`Segmentation`]'s centroid list; cells are a fixed-capacity [`heapless::Vec`].
+    pub fn working_set_bytes(&self) -> usize {
+        self.hist.heap_bytes()
+            + heap_bytes(&self.mask)
+            + self.labeller.heap_bytes()
+            + heap_bytes(&self.components)
+            + heap_bytes(&self.groups)
+            + self.refiner.as_ref().map_or(0, Refiner::heap_bytes)
+            + heap_bytes(&self.cut)
+            + heap_bytes(&self.integral)
+    }
+
     /// The settings.
     pub fn config(&self) -> &SegmentConfig {
         &self.config
@@ -237,6 +253,12 @@ impl Segmenter {
             overflow,
         }
     }
+}
+
+/// Bytes a vector holds on the heap (its capacity, not its length).
+#[allow(clippy::ptr_arg)] // capacity is a `Vec`'s, not a slice's
+pub(crate) fn heap_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
 }
 
 /// Re-cuts each group on a crop around it and replaces its nucleus box and area by the cut's.

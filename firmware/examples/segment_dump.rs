@@ -1,6 +1,7 @@
 //! Dumps what `scripts/bench_segment.py` compares against OpenCV and PyMaxflow:
 //! for each 640×480 frame, the integer K-means nucleus mask at full resolution (`<stem>.kmeans.u8`, one byte
-//! per pixel) with its time, and one cell crop's graph-cut graph (`<stem>.graph.txt`) with its flow value
+//! per pixel; `<stem>.kmeans-counts.u8` with plain-count bin weights, cv2's objective; `.labels.u8` every
+//! pixel's cluster) with its times, and one cell crop's graph-cut graph (`<stem>.graph.txt`) with its flow value
 //! and solve time; one JSON line per frame on stdout.
 //!
 //! ```text
@@ -48,23 +49,43 @@ fn main() -> std::process::ExitCode {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        // Integer K-means on every pixel of the full frame: histogram, cluster, label each pixel.
+        // Integer K-means on every pixel of the full frame: histogram, cluster, label each pixel. Twice: as
+        // the device runs it (bins weighted by √count) and with plain counts, the objective cv2.kmeans
+        // minimises over pixels (so the comparison measures the integer arithmetic, not the objective).
         let mut hist = Histogram::new();
         let mut mask = vec![0u8; (frame.width() * frame.height()) as usize];
-        let mut times = Vec::new();
-        for _ in 0..REPS {
-            let t = Instant::now();
-            hist.clear();
-            hist.add_frame(&frame);
-            let c = kmeans(&hist, &KMeansConfig::default());
-            let n = c.nucleus() as u8;
-            for (m, px) in mask.iter_mut().zip(frame.data().chunks_exact(3)) {
-                *m = (c.label([px[0], px[1], px[2]]) == n) as u8;
+        let mut labels = mask.clone();
+        let mut kmeans_ms = [0.0; 2];
+        for (i, (sqrt_weights, suffix)) in [(true, "kmeans"), (false, "kmeans-counts")]
+            .into_iter()
+            .enumerate()
+        {
+            let config = KMeansConfig {
+                sqrt_weights,
+                ..KMeansConfig::default()
+            };
+            let mut times = Vec::new();
+            for _ in 0..REPS {
+                let t = Instant::now();
+                hist.clear();
+                hist.add_frame(&frame);
+                let c = kmeans(&hist, &config);
+                let n = c.nucleus() as u8;
+                for ((m, l), px) in mask
+                    .iter_mut()
+                    .zip(labels.iter_mut())
+                    .zip(frame.data().chunks_exact(3))
+                {
+                    *l = c.label([px[0], px[1], px[2]]);
+                    *m = (*l == n) as u8;
+                }
+                times.push(t.elapsed().as_secs_f64() * 1e3);
             }
-            times.push(t.elapsed().as_secs_f64() * 1e3);
+            kmeans_ms[i] = median(times);
+            let _ = std::fs::write(out.join(format!("{stem}.{suffix}.u8")), &mask);
+            let _ = std::fs::write(out.join(format!("{stem}.{suffix}.labels.u8")), &labels);
         }
-        let kmeans_ms = median(times);
-        let _ = std::fs::write(out.join(format!("{stem}.kmeans.u8")), &mask);
+        let [kmeans_ms, kmeans_counts_ms] = kmeans_ms;
 
         // One crop's graph: around the first detected cell (or the frame centre).
         let found = seg.segment(&frame);
@@ -116,7 +137,7 @@ fn main() -> std::process::ExitCode {
         let _ = std::fs::write(&gp, text);
         let line = serde_json::json!({
             "frame": path, "stem": stem, "width": frame.width(), "height": frame.height(),
-            "kmeans_ms": kmeans_ms, "graph_nodes": g.width * g.height, "flow": value, "flow_ms": flow_ms, "dinic_ms": dinic_ms,
+            "kmeans_ms": kmeans_ms, "kmeans_counts_ms": kmeans_counts_ms, "graph_nodes": g.width * g.height, "flow": value, "flow_ms": flow_ms, "dinic_ms": dinic_ms,
         });
         println!("{line}");
         let _ = std::io::stdout().flush();

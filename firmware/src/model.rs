@@ -12,12 +12,14 @@ use sha2::{Digest, Sha256};
 
 use crate::preprocess;
 
-/// The embedded default model (ONNX bytes): the edge net with int8 weights, chosen by `scripts/model_table.sh`
-/// as the cheapest on the Pi's CPU (aarch64 instruction count) within a point of float accuracy, at a quarter
-/// of the float file (see `models/README.md`).
-pub const DEFAULT_ONNX: &[u8] = include_bytes!("../../models/edge-int8-weights.onnx");
+/// The embedded default model (ONNX bytes): the edge net with a 16-channel stem and int8 weights, chosen by
+/// `scripts/model_table.sh` as the cheapest on the Pi's CPU (aarch64 instruction count) within a point of
+/// float accuracy, at a quarter of the float file (see `models/README.md`).
+pub const DEFAULT_ONNX: &[u8] = include_bytes!("../../models/edge16-int8-weights.onnx");
 /// The embedded default model's card (JSON).
-pub const DEFAULT_CARD: &str = include_str!("../../models/edge-int8-weights.json");
+pub const DEFAULT_CARD: &str = include_str!("../../models/edge16-int8-weights.json");
+/// The embedded default model's file name (without extension), as error messages name it.
+pub const DEFAULT_NAME: &str = "edge16-int8-weights";
 
 /// The input a model expects.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,8 +188,8 @@ impl ModelSource {
             ModelSource::Embedded => (
                 DEFAULT_ONNX.to_vec(),
                 DEFAULT_CARD.to_string(),
-                PathBuf::from("<embedded>/edge-int8-weights.onnx"),
-                PathBuf::from("<embedded>/edge-int8-weights.json"),
+                PathBuf::from(format!("<embedded>/{DEFAULT_NAME}.onnx")),
+                PathBuf::from(format!("<embedded>/{DEFAULT_NAME}.json")),
             ),
             ModelSource::File(p) => {
                 let onnx = std::fs::read(p).map_err(|source| ModelError::Io {

@@ -58,3 +58,17 @@ fn stem_width_versus_tract_time() {
         );
     }
 }
+
+#[test]
+#[ignore = "a timing, run by hand"]
+fn whole_edge_net_versus_stem_width() {
+    for stem in [8, 12, 16, 20, 24, 32, 48] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let g = leukoscope_host::nets::edge::edge_with_stem(&vs.root(), 4, stem);
+        let bytes = export(&g, [128, 128], &ExportOptions::default()).expect("exports");
+        println!(
+            "edge net, stem 3 → {stem:2} channels: {:.3} ms",
+            median_ms(&bytes)
+        );
+    }
+}

@@ -26,10 +26,15 @@ fn basic_block(b: &mut Builder, name: &str, x: Id, cin: i64, cout: i64, stride: 
 
 /// The edge net with a `classes`-way linear head on logits.
 pub fn edge(p: &nn::Path, classes: i64) -> Graph {
+    edge_with_stem(p, classes, 24)
+}
+
+/// The edge net with `stem` channels out of its first convolution (24 in [`edge`]).
+pub fn edge_with_stem(p: &nn::Path, classes: i64, stem: i64) -> Graph {
     let mut b = Builder::new(p);
     let x = b.input();
-    let x = b.conv_bn_relu("stem1", x, 3, 24, 3, 2, 1);
-    let mut x = b.conv_bn_relu("stem2", x, 24, WIDTHS[0], 3, 2, 1);
+    let x = b.conv_bn_relu("stem1", x, 3, stem, 3, 2, 1);
+    let mut x = b.conv_bn_relu("stem2", x, stem, WIDTHS[0], 3, 2, 1);
     let mut cin = WIDTHS[0];
     for (i, &w) in WIDTHS.iter().enumerate() {
         let stride = if i == 0 { 1 } else { 2 };

@@ -73,6 +73,31 @@ fn matches(truth: &[[u32; 4]], det: &[[u32; 4]]) -> Vec<(usize, usize)> {
 /// Where the measured part of the `--write` file ends and hand-written notes begin.
 const NOTES: &str = "<!-- notes: kept by --write -->";
 
+/// The Markdown detection table of the `all`, `train` and `test` tallies (empty sides left out).
+fn detection_table(title: &str, tallies: [&Tally; 3]) -> String {
+    let mut md = format!(
+        "| {title} | frames | WBC boxes | detections | matched (IoU ≥ 0.5) | recall | precision |\n\
+         |---|---|---|---|---|---|---|\n"
+    );
+    for (label, t) in ["all", "`train` smears", "`test` smears"]
+        .iter()
+        .zip(tallies)
+    {
+        if t.frames > 0 {
+            md += &format!(
+                "| {label} | {} | {} | {} | {} | {:.1} % | {:.1} % |\n",
+                t.frames,
+                t.truth,
+                t.detections,
+                t.hits,
+                t.recall(),
+                t.precision()
+            );
+        }
+    }
+    md
+}
+
 /// One correction of the VOC boxes.
 struct Correction {
     add: bool,
@@ -363,46 +388,11 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("BCCD_MISSES").is_some() {
         misses.iter().for_each(|m| eprintln!("{m}"));
     }
-    let mut md = String::new();
-    md += "| BCCD frames (dataset-master) | frames | WBC boxes | detections | matched (IoU ≥ 0.5) | recall | precision |\n";
-    md += "|---|---|---|---|---|---|---|\n";
-    for (label, t) in [
-        ("all", &all),
-        ("`train` smears", &train),
-        ("`test` smears", &test),
-    ] {
-        if t.frames > 0 {
-            md += &format!(
-                "| {label} | {} | {} | {} | {} | {:.1} % | {:.1} % |\n",
-                t.frames,
-                t.truth,
-                t.detections,
-                t.hits,
-                t.recall(),
-                t.precision()
-            );
-        }
-    }
+    let mut md = detection_table("BCCD frames (dataset-master)", [&all, &train, &test]);
     if audit.is_some() {
         md += "\nThe same detections against the VOC boxes corrected by the audit file (`--audit`, see its header):\n\n";
-        md += "| BCCD frames, audited boxes | frames | WBC boxes | detections | matched (IoU ≥ 0.5) | recall | precision |\n";
-        md += "|---|---|---|---|---|---|---|\n";
-        for (label, t) in ["all", "`train` smears", "`test` smears"]
-            .iter()
-            .zip(&audited)
-        {
-            if t.frames > 0 {
-                md += &format!(
-                    "| {label} | {} | {} | {} | {} | {:.1} % | {:.1} % |\n",
-                    t.frames,
-                    t.truth,
-                    t.detections,
-                    t.hits,
-                    t.recall(),
-                    t.precision()
-                );
-            }
-        }
+        let [a, tr, te] = &audited;
+        md += &detection_table("BCCD frames, audited boxes", [a, tr, te]);
     }
     if let (Some(out), false) = (opt("--audit-sheet"), sheet.is_empty()) {
         let (tw, th) = sheet[0].dimensions();

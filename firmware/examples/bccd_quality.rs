@@ -98,6 +98,40 @@ fn detection_table(title: &str, tallies: [&Tally; 3]) -> String {
     md
 }
 
+/// Other classifier inputs for one detected cell, measured beside the device's (training-scale pixels).
+const ALTERNATIVES: [&str; 4] = [
+    "160 px square around the nucleus box centre (no locate step)",
+    "320×240 window around the nucleus box centre, edges repeated, then the Kaggle-image path (locate + 160 px)",
+    "128 px square around the located centre, not resized (cells 1.25× as large as the model saw in training)",
+    "200 px square around the located centre, resized to 128 (cells 0.8× as large as in training)",
+];
+
+fn crop_alternatives(scaled: &Frame, d: &leukoscope::segment::Detection) -> [Frame; 4] {
+    let b = d.nucleus_bbox;
+    let (bx, by) = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2);
+    let (cx, cy) = d.centre;
+    let side = |s: u32| {
+        preprocess::resize_bilinear(
+            &preprocess::crop(scaled, cx, cy, s),
+            preprocess::INPUT,
+            preprocess::INPUT,
+        )
+    };
+    [
+        preprocess::cell_input(scaled, bx, by),
+        preprocess::frame_input(&preprocess::window(
+            scaled,
+            bx,
+            by,
+            preprocess::FRAME_WIDTH,
+            preprocess::FRAME_HEIGHT,
+        ))
+        .0,
+        side(preprocess::INPUT),
+        side(200),
+    ]
+}
+
 /// One correction of the VOC boxes.
 struct Correction {
     add: bool,
@@ -274,6 +308,7 @@ fn main() -> std::process::ExitCode {
     let (mut all, mut train, mut test) = (Tally::default(), Tally::default(), Tally::default());
     let mut audited = [Tally::default(), Tally::default(), Tally::default()];
     let (mut typed_ok, mut typed_ok_identified, mut typed_n, mut typed_found) = (0, 0, 0, 0);
+    let mut alt_ok = [0usize; ALTERNATIVES.len()];
     let mut seconds = 0f64;
     let mut misses = Vec::new();
     for name in &names {
@@ -382,6 +417,12 @@ fn main() -> std::process::ExitCode {
                         }
                     }
                 }
+                // Other classifier inputs for the same cell, for the comparison table.
+                for (k, alt) in crop_alternatives(&found.scaled, &d).iter().enumerate() {
+                    if cl.classify_input(alt).is_ok_and(|p| p.class == label) {
+                        alt_ok[k] += 1;
+                    }
+                }
             }
         }
     }
@@ -425,6 +466,19 @@ fn main() -> std::process::ExitCode {
             100.0 * typed_ok as f64 / typed_n.max(1) as f64,
             100.0 * typed_ok_identified as f64 / typed_n.max(1) as f64,
         );
+        md += "\nThe same cells typed from other classifier inputs (same model; the first row is the device's):\n\n\
+               | classifier input for a detected cell | typed as labelled |\n|---|---|\n";
+        md += &format!(
+            "| {} | {typed_ok} ({:.1} %) |\n",
+            "160 px square around the located nucleus centre, resized to 128 (the device)",
+            100.0 * typed_ok as f64 / typed_n.max(1) as f64
+        );
+        for (name, ok) in ALTERNATIVES.iter().zip(alt_ok) {
+            md += &format!(
+                "| {name} | {ok} ({:.1} %) |\n",
+                100.0 * ok as f64 / typed_n.max(1) as f64
+            );
+        }
     } else {
         md += "\nTyping of the `test` smears: not measured (no usable model).\n";
     }

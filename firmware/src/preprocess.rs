@@ -143,18 +143,23 @@ pub fn locate(frame: &Frame) -> (u32, u32) {
 
 /// Step 3: the `side`-square window centred on `(cx, cy)`; pixels beyond the frame repeat its edge.
 pub fn crop(frame: &Frame, cx: u32, cy: u32, side: u32) -> Frame {
-    let x0 = cx as i64 - side as i64 / 2;
-    let y0 = cy as i64 - side as i64 / 2;
-    let (w, h) = (frame.width() as i64, frame.height() as i64);
-    let mut data = Vec::with_capacity(side as usize * side as usize * 3);
-    for y in 0..side as i64 {
-        let sy = (y0 + y).clamp(0, h - 1) as u32;
-        for x in 0..side as i64 {
-            let sx = (x0 + x).clamp(0, w - 1) as u32;
+    window(frame, cx, cy, side, side)
+}
+
+/// The `w × h` window centred on `(cx, cy)`; pixels beyond the frame repeat its edge.
+pub fn window(frame: &Frame, cx: u32, cy: u32, w: u32, h: u32) -> Frame {
+    let x0 = cx as i64 - w as i64 / 2;
+    let y0 = cy as i64 - h as i64 / 2;
+    let (fw, fh) = (frame.width() as i64, frame.height() as i64);
+    let mut data = Vec::with_capacity(w as usize * h as usize * 3);
+    for y in 0..h as i64 {
+        let sy = (y0 + y).clamp(0, fh - 1) as u32;
+        for x in 0..w as i64 {
+            let sx = (x0 + x).clamp(0, fw - 1) as u32;
             data.extend_from_slice(&frame.pixel(sx, sy));
         }
     }
-    Frame::new(side, side, data).expect("crop geometry is consistent")
+    Frame::new(w, h, data).expect("window geometry is consistent")
 }
 
 /// Step 4: bilinear resize in 16.16 fixed point (pixel centres aligned, edges clamped).
@@ -272,6 +277,25 @@ mod tests {
         let c = crop(&f, 0, 0, 4);
         assert_eq!(c.pixel(0, 0), [1, 1, 1]);
         assert_eq!(c.pixel(3, 3), [9, 9, 9]);
+    }
+
+    #[test]
+    fn window_is_centred_and_repeats_edges() {
+        // A 3×2 frame whose pixels are their own coordinates.
+        let f = Frame::new(
+            3,
+            2,
+            vec![0, 0, 0, 1, 0, 0, 2, 0, 0, 0, 1, 0, 1, 1, 0, 2, 1, 0],
+        )
+        .unwrap();
+        let w = window(&f, 1, 1, 5, 4);
+        assert_eq!((w.width(), w.height()), (5, 4));
+        // Window x0 = 1 - 2 = -1, y0 = 1 - 2 = -1: its (1, 1) is the frame's (0, 0), corners clamp.
+        assert_eq!(w.pixel(1, 1), [0, 0, 0]);
+        assert_eq!(w.pixel(0, 0), [0, 0, 0]);
+        assert_eq!(w.pixel(4, 3), [2, 1, 0]);
+        assert_eq!(w.pixel(3, 2), [2, 1, 0]);
+        assert_eq!(w.pixel(2, 1), [1, 0, 0]);
     }
 
     #[test]

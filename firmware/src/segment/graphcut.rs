@@ -111,26 +111,6 @@ impl MaxFlow {
         self.constant = 0;
     }
 
-    /// The source terminal.
-    pub fn source(&self) -> usize {
-        self.nodes - 2
-    }
-
-    /// The sink terminal.
-    pub fn sink(&self) -> usize {
-        self.nodes - 1
-    }
-
-    /// Number of nodes including the terminals.
-    pub fn len(&self) -> usize {
-        self.nodes
-    }
-
-    /// True when there are no nodes at all (not even terminals, i.e. before [`MaxFlow::reset`]).
-    pub fn is_empty(&self) -> bool {
-        self.nodes == 0
-    }
-
     /// Adds an arc `u → v` of capacity `cap` and `v → u` of capacity `rev` (negative values count as 0). Arcs
     /// from the source or to the sink become terminal links; arcs into the source or out of the sink can
     /// carry no flow and are dropped.
@@ -456,26 +436,6 @@ impl Dinic {
         self.constant = 0;
     }
 
-    /// The source terminal.
-    pub fn source(&self) -> usize {
-        self.nodes - 2
-    }
-
-    /// The sink terminal.
-    pub fn sink(&self) -> usize {
-        self.nodes - 1
-    }
-
-    /// Number of nodes including the terminals.
-    pub fn len(&self) -> usize {
-        self.nodes
-    }
-
-    /// True when there are no nodes at all (not even terminals, i.e. before [`Dinic::reset`]).
-    pub fn is_empty(&self) -> bool {
-        self.nodes == 0
-    }
-
     /// Adds an arc `u → v` of capacity `cap` and `v → u` of capacity `rev` (negative values count as 0).
     pub fn add_edge(&mut self, u: usize, v: usize, cap: i64, rev: i64) {
         self.arcs.push(u, v, cap.max(0));
@@ -727,6 +687,35 @@ pub trait FlowNetwork {
     /// See [`MaxFlow::add_tweights`].
     fn add_tweights(&mut self, u: usize, to_source: i64, to_sink: i64);
 }
+
+/// The terminal accessors both solvers share: nodes `0..n` are ordinary, `n` is the source, `n + 1` the sink.
+macro_rules! terminals {
+    ($t:ty) => {
+        impl $t {
+            /// The source terminal.
+            pub fn source(&self) -> usize {
+                self.nodes - 2
+            }
+
+            /// The sink terminal.
+            pub fn sink(&self) -> usize {
+                self.nodes - 1
+            }
+
+            /// Number of nodes including the terminals.
+            pub fn len(&self) -> usize {
+                self.nodes
+            }
+
+            /// True when there are no nodes at all (not even terminals, i.e. before `reset`).
+            pub fn is_empty(&self) -> bool {
+                self.nodes == 0
+            }
+        }
+    };
+}
+terminals!(MaxFlow);
+terminals!(Dinic);
 
 macro_rules! flow_network {
     ($t:ty) => {

@@ -852,13 +852,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn textbook_network() {
-        // CLRS figure 26.1: max flow 23.
-        let mut g = MaxFlow::new();
-        g.reset(4);
-        let (s, t) = (g.source(), g.sink());
-        for (u, v, c) in [
+    /// CLRS figure 26.1 on 4 ordinary nodes with source `s` and sink `t` (max flow 23).
+    fn textbook(s: usize, t: usize) -> [(usize, usize, i64); 9] {
+        [
             (s, 0, 16),
             (s, 1, 13),
             (0, 2, 12),
@@ -868,7 +864,15 @@ mod tests {
             (2, t, 20),
             (3, 2, 7),
             (3, t, 4),
-        ] {
+        ]
+    }
+
+    #[test]
+    fn textbook_network() {
+        let mut g = MaxFlow::new();
+        g.reset(4);
+        let (s, t) = (g.source(), g.sink());
+        for (u, v, c) in textbook(s, t) {
             g.add_edge(u, v, c, 0);
         }
         assert_eq!(g.solve(), 23);
@@ -880,17 +884,7 @@ mod tests {
         let mut g = Dinic::new();
         g.reset(4);
         let (s, t) = (g.source(), g.sink());
-        for (u, v, c) in [
-            (s, 0, 16),
-            (s, 1, 13),
-            (0, 2, 12),
-            (1, 0, 4),
-            (1, 3, 14),
-            (2, 1, 9),
-            (2, t, 20),
-            (3, 2, 7),
-            (3, t, 4),
-        ] {
+        for (u, v, c) in textbook(s, t) {
             g.add_edge(u, v, c, 0);
         }
         assert_eq!(g.solve(), 23);

@@ -32,6 +32,10 @@ pub use voc::{iou, voc_boxes};
 pub const MAX_CELLS: usize = 64;
 
 /// Detection settings (lengths and areas at the training scale, 320×240 for a 640×480 frame).
+///
+/// The defaults were tuned on the `train` side of BCCD (`examples/bccd_quality.rs`, `--set name=value`), so their
+/// pixel sizes assume BCCD's magnification: a camera or objective that shows cells larger or smaller needs them
+/// re-tuned on its own annotated frames.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SegmentConfig {
     /// K-means settings.

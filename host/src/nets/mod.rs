@@ -17,7 +17,7 @@ pub enum Arch {
     /// The device's slim ResNet.
     Edge,
     /// The edge net with a 16-channel stem (24 in `edge`): tract runs a 3 → 16 first convolution in about a
-    /// third of the time of 3 → 24 (`tests/stem_timing.rs`).
+    /// third of the time of 3 → 24 (`benches/stem.rs`).
     #[value(name = "edge16")]
     Edge16,
     /// Keras' ResNet101V2 (pre-activation ResNet-101), ~42.5 M parameters headless.

@@ -12,14 +12,21 @@ use sha2::{Digest, Sha256};
 
 use crate::preprocess;
 
+/// The one place that names the embedded default model (`models/<name>.onnx` and its card).
+macro_rules! default_model {
+    () => {
+        "edge16-int8-weights"
+    };
+}
+
 /// The embedded default model (ONNX bytes): the edge net with a 16-channel stem and int8 weights, chosen by
 /// `scripts/model_table.sh` as the cheapest on the Pi's CPU (aarch64 instruction count) within a point of
 /// float accuracy, at a quarter of the float file (see `models/README.md`).
-pub const DEFAULT_ONNX: &[u8] = include_bytes!("../../models/edge16-int8-weights.onnx");
+pub const DEFAULT_ONNX: &[u8] = include_bytes!(concat!("../../models/", default_model!(), ".onnx"));
 /// The embedded default model's card (JSON).
-pub const DEFAULT_CARD: &str = include_str!("../../models/edge16-int8-weights.json");
+pub const DEFAULT_CARD: &str = include_str!(concat!("../../models/", default_model!(), ".json"));
 /// The embedded default model's file name (without extension), as error messages name it.
-pub const DEFAULT_NAME: &str = "edge16-int8-weights";
+pub const DEFAULT_NAME: &str = default_model!();
 
 /// The input a model expects.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

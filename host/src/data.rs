@@ -36,9 +36,35 @@ pub enum DataError {
         /// What is wrong.
         reason: String,
     },
+    /// A pack file (see [`crate::pack`]) is malformed.
+    #[error("{path}: {reason}")]
+    Pack {
+        /// The pack.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Nothing usable was found.
     #[error("{0}")]
     Empty(String),
+}
+
+/// Where TRAIN comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrainSource {
+    /// The Kaggle layout under this root (exact pixels).
+    Folder(PathBuf),
+    /// A pack written by `leukoscope-train pack` (JPEG-recompressed inputs, for a remote GPU).
+    Pack(PathBuf),
+}
+
+impl std::fmt::Display for TrainSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainSource::Folder(p) => write!(f, "{}", p.display()),
+            TrainSource::Pack(p) => write!(f, "{} (pack)", p.display()),
+        }
+    }
 }
 
 /// Finds the data root: the given path, else [`DEFAULT_DATA`] from the current directory or the repo root.
@@ -194,6 +220,39 @@ pub fn grouped_split(
     fraction: f64,
     seed: u64,
 ) -> Split {
+    split_by(samples, smears, seed, |all| {
+        let k = ((all.len() as f64 * fraction).round() as usize)
+            .clamp(1.min(all.len()), all.len().saturating_sub(1));
+        all[..k].to_vec()
+    })
+}
+
+/// Grouped k-fold: each class's source smears, shuffled with `seed`, are dealt in turn into `folds` folds, and
+/// fold `fold` (0-based) is held out. Over `fold = 0..folds` every smear is validated exactly once, so the
+/// mean validation accuracy of a recipe over the folds rests on all smears instead of one fifth of them.
+pub fn grouped_fold(
+    samples: &[Sample],
+    smears: &HashMap<(String, Class, String), String>,
+    folds: usize,
+    fold: usize,
+    seed: u64,
+) -> Split {
+    let folds = folds.max(1);
+    split_by(samples, smears, seed, |all| {
+        all.iter()
+            .enumerate()
+            .filter(|(j, _)| j % folds == fold % folds)
+            .map(|(_, s)| *s)
+            .collect()
+    })
+}
+
+fn split_by(
+    samples: &[Sample],
+    smears: &HashMap<(String, Class, String), String>,
+    seed: u64,
+    held: impl for<'a> Fn(&[&'a String]) -> Vec<&'a String>,
+) -> Split {
     let mut rng = Rng::new(seed);
     let mut val_smears = BTreeMap::new();
     for class in CLASSES {
@@ -204,11 +263,9 @@ pub fn grouped_split(
             .collect();
         let mut all: Vec<&String> = set.into_iter().collect();
         rng.shuffle(&mut all);
-        let k = ((all.len() as f64 * fraction).round() as usize)
-            .clamp(1.min(all.len()), all.len().saturating_sub(1));
         val_smears.insert(
             class,
-            all[..k]
+            held(&all)
                 .iter()
                 .map(|s| s.to_string())
                 .collect::<BTreeSet<_>>(),
@@ -421,6 +478,47 @@ mod tests {
             "same seed, same split"
         );
         assert_ne!(split.val, grouped_split(&samples, &smears, 0.2, 8).val);
+    }
+
+    #[test]
+    fn grouped_folds_validate_every_smear_once() {
+        let mut samples = Vec::new();
+        let mut smears = HashMap::new();
+        for class in CLASSES {
+            for i in 0..60 {
+                let f = format!("{}_{i}.jpeg", class.name());
+                smears.insert(
+                    ("TRAIN".to_string(), class, f.clone()),
+                    format!("{}-smear{}", class.name(), i % 12),
+                );
+                samples.push(sample(class, &f));
+            }
+        }
+        let mut seen = vec![0usize; samples.len()];
+        for k in 0..5 {
+            let split = grouped_fold(&samples, &smears, 5, k, 3);
+            assert_eq!(split.train.len() + split.val.len(), samples.len());
+            for class in CLASSES {
+                let n = split.val_smears[&class].len();
+                assert!(n == 2 || n == 3, "12 smears in 5 folds: {n}");
+            }
+            for &i in &split.val {
+                seen[i] += 1;
+                assert!(split.val_smears[&samples[i].class].contains(&format!(
+                    "{}-smear{}",
+                    samples[i].class.name(),
+                    samples[i]
+                        .file
+                        .split(['_', '.'])
+                        .nth(1)
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap()
+                        % 12
+                )));
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "each image validated once");
     }
 
     #[test]

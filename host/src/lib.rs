@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod nets;
 pub mod onnx;
+pub mod pack;
 pub mod plot;
 pub mod predict;
 pub mod reproduce;

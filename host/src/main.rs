@@ -31,6 +31,21 @@ enum Command {
     Compare(CompareArgs),
     /// Train the report's three CNNs with its recipe (and ours) and write Tables 1-5 to models/results.
     Reproduce(ReproduceArgs),
+    /// Pack TRAIN's preprocessed model inputs into one compact file for a remote GPU (`train --pack`).
+    Pack(PackArgs),
+}
+
+#[derive(clap::Args)]
+struct PackArgs {
+    /// Data root (the Kaggle layout); defaults to ../shared/data/blood-cells.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The pack to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// JPEG quality of each 128×128 input (the error it costs is measured and printed).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
 }
 
 #[derive(clap::Args)]
@@ -135,8 +150,11 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "edge")]
     arch: Arch,
     /// Data root (the Kaggle layout); defaults to ../shared/data/blood-cells.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pack")]
     data: Option<PathBuf>,
+    /// Train from a pack written by `leukoscope-train pack` instead of the image folders.
+    #[arg(long)]
+    pack: Option<PathBuf>,
     /// Output folder for best.ot and train.json.
     #[arg(long, default_value = "runs/edge")]
     out: PathBuf,
@@ -167,6 +185,12 @@ struct TrainArgs {
     /// Share of each class's source smears held out for validation.
     #[arg(long, default_value_t = 0.2)]
     val_fraction: f64,
+    /// Grouped k-fold validation: hold out fold `--fold` of this many (replaces --val-fraction).
+    #[arg(long, requires = "fold", value_parser = clap::value_parser!(u64).range(2..))]
+    folds: Option<u64>,
+    /// The held-out fold, 0-based (with --folds).
+    #[arg(long, requires = "folds")]
+    fold: Option<u64>,
     /// Seed for everything random.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -229,7 +253,10 @@ fn run() -> anyhow::Result<ExitCode> {
     let argv: Vec<String> = std::env::args().collect();
     match cli.command {
         Command::Train(a) => {
-            let root = data::resolve_root(a.data.as_deref())?;
+            let source = match &a.pack {
+                Some(p) => data::TrainSource::Pack(p.clone()),
+                None => data::TrainSource::Folder(data::resolve_root(a.data.as_deref())?),
+            };
             let dev = device::parse(&a.device).map_err(anyhow::Error::msg)?;
             let recipe = train::Recipe {
                 arch: a.arch.name().to_string(),
@@ -247,13 +274,14 @@ fn run() -> anyhow::Result<ExitCode> {
                 mixup: a.mixup,
                 select_auc: a.select_auc,
                 bn_momentum: a.bn_momentum,
+                fold: match (a.fold, a.folds) {
+                    (Some(k), Some(n)) if k < n => Some((k as usize, n as usize)),
+                    (Some(k), Some(n)) => anyhow::bail!("--fold {k} is not below --folds {n}"),
+                    _ => None,
+                },
             };
-            eprintln!(
-                "training {} on {dev:?} from {}",
-                a.arch.name(),
-                root.display()
-            );
-            let log = train::train(a.arch, &recipe, &root, &a.out, dev, &argv.join(" "))
+            eprintln!("training {} on {dev:?} from {source}", a.arch.name());
+            let log = train::train(a.arch, &recipe, &source, &a.out, dev, &argv.join(" "))
                 .with_context(|| format!("training {}", a.arch.name()))?;
             let best = &log.epochs[log.best_epoch.max(1) - 1];
             println!(
@@ -268,6 +296,25 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Compare(a) => return compare_cmd(a),
         Command::Eval(a) => return eval_cmd(a, &argv),
         Command::Reproduce(a) => return reproduce_cmd(a, &argv),
+        Command::Pack(a) => {
+            let root = data::resolve_root(a.data.as_deref())?;
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let stats = leukoscope_host::pack::write(&root, &a.out, a.quality, threads)?;
+            for (path, why) in &stats.skipped {
+                eprintln!("skipped {}: {why}", path.display());
+            }
+            println!(
+                "wrote {}: {} TRAIN inputs, {:.1} MB ({:.0} bytes each), JPEG quality {}; error against the exact \
+                 inputs: mean {:.2} levels, worst image {:.2}",
+                a.out.display(),
+                stats.images,
+                stats.bytes as f64 / 1e6,
+                stats.bytes as f64 / stats.images.max(1) as f64,
+                a.quality,
+                stats.mean_abs_error,
+                stats.worst_image_error
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -33,6 +33,7 @@ pub fn report_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
         mixup: 0.0,
         select_auc: true,
         bn_momentum: None,
+        fold: None,
     }
 }
 
@@ -64,7 +65,14 @@ pub fn run_one(
     command: &str,
 ) -> Result<Report, TrainError> {
     let run_dir = runs.join(tag);
-    train::train(arch, recipe, root, &run_dir, device, command)?;
+    train::train(
+        arch,
+        recipe,
+        &data::TrainSource::Folder(root.to_owned()),
+        &run_dir,
+        device,
+        command,
+    )?;
     let (vs, graph) = train::load(arch, &run_dir.join("best.ot"))?;
     let mut vs = vs;
     vs.set_device(device);

@@ -51,6 +51,10 @@ pub struct Recipe {
     /// Keras'.
     #[serde(default)]
     pub bn_momentum: Option<f64>,
+    /// Grouped k-fold validation `(fold, folds)` instead of the `val_fraction` hold-out (see
+    /// [`data::grouped_fold`]); for comparing recipes across all smears.
+    #[serde(default)]
+    pub fold: Option<(usize, usize)>,
 }
 
 /// One epoch's log line.
@@ -220,7 +224,7 @@ pub fn evaluate(
 pub fn train(
     arch: Arch,
     recipe: &Recipe,
-    root: &Path,
+    source: &data::TrainSource,
     out: &Path,
     device: Device,
     command: &str,
@@ -237,8 +241,21 @@ pub fn train(
         source,
     })?;
     tch::manual_seed(recipe.seed as i64);
+    if device.is_cuda() {
+        // Fixed input shapes: let cuDNN pick its fastest kernels once.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
 
-    let mut samples = data::list(root, "TRAIN")?;
+    let (pack, mut samples, smears) = match source {
+        data::TrainSource::Folder(root) => {
+            (None, data::list(root, "TRAIN")?, data::source_smears(root)?)
+        }
+        data::TrainSource::Pack(p) => {
+            let pk = crate::pack::read(p)?;
+            let (samples, smears) = (pk.samples(), pk.smears());
+            (Some(pk), samples, smears)
+        }
+    };
     if let Some(k) = recipe.limit_per_class {
         let mut rng = Rng::new(recipe.seed ^ 0x5eed);
         let mut kept = Vec::new();
@@ -253,13 +270,19 @@ pub fn train(
         }
         samples = kept;
     }
-    let smears = data::source_smears(root)?;
-    let split = data::grouped_split(&samples, &smears, recipe.val_fraction, recipe.seed);
+    let split = match recipe.fold {
+        Some((k, folds)) => data::grouped_fold(&samples, &smears, folds, k, recipe.seed),
+        None => data::grouped_split(&samples, &smears, recipe.val_fraction, recipe.seed),
+    };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let t0 = Instant::now();
     let pick = |idx: &[usize]| idx.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>();
-    let tr: Inputs = data::load_inputs(&pick(&split.train), threads);
-    let va: Inputs = data::load_inputs(&pick(&split.val), threads);
+    let load = |idx: &[usize]| match &pack {
+        Some(pk) => pk.load_inputs(&pick(idx), threads),
+        None => data::load_inputs(&pick(idx), threads),
+    };
+    let tr: Inputs = load(&split.train);
+    let va: Inputs = load(&split.val);
     eprintln!(
         "data: {} train / {} validation images decoded in {:.1} s ({} skipped); validation holds out smears {:?}",
         tr.len(),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use leukoscope::{preprocess, Classifier, Frame, ModelSource, CLASSES};
-use leukoscope_host::{data, export, nets::Arch, train};
+use leukoscope_host::{data, export, nets::Arch, pack, train};
 use tch::Device;
 
 fn samples() -> PathBuf {
@@ -55,10 +55,12 @@ fn train_export_and_classify_on_the_device_path() {
         mixup: 0.2,
         select_auc: true,
         bn_momentum: None,
+        fold: None,
     };
     let out = dir.join("run");
-    let log =
-        train::train(Arch::Edge, &recipe, &root, &out, Device::Cpu, "test").expect("training runs");
+    let source = data::TrainSource::Folder(root.clone());
+    let log = train::train(Arch::Edge, &recipe, &source, &out, Device::Cpu, "test")
+        .expect("training runs");
     assert_eq!(log.epochs.len(), 2);
     assert!(log.n_val > 0 && log.n_train > 0);
     assert!(log.epochs.iter().all(|e| e.train_loss.is_finite()));
@@ -98,6 +100,77 @@ fn train_export_and_classify_on_the_device_path() {
             device.probs
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_pack_holds_the_same_split_and_nearly_the_same_inputs_and_trains() {
+    let dir = std::env::temp_dir().join(format!("leuko-pack-e2e-{}", std::process::id()));
+    let root = tiny_root(&dir);
+    let path = dir.join("train.pack");
+    let stats = pack::write(&root, &path, 90, 2).expect("packing");
+    assert_eq!(stats.images, 12);
+    assert!(stats.skipped.is_empty());
+    assert!(
+        stats.mean_abs_error > 0.0 && stats.mean_abs_error < 2.5,
+        "JPEG 90 costs about a level: {stats:?}"
+    );
+
+    let folder = data::list(&root, "TRAIN").unwrap();
+    let folder_smears = data::source_smears(&root).unwrap();
+    let pk = pack::read(&path).unwrap();
+    let samples = pk.samples();
+    assert_eq!(samples.len(), folder.len());
+    for (a, b) in samples.iter().zip(&folder) {
+        assert_eq!((a.class, &a.file), (b.class, &b.file));
+    }
+    let split = |s: &[data::Sample], m: &_| data::grouped_split(s, m, 0.34, 5);
+    assert_eq!(
+        split(&samples, &pk.smears()),
+        split(&folder, &folder_smears),
+        "the far side holds out the same smears"
+    );
+
+    let exact = data::load_inputs(&folder, 2);
+    let packed = pk.load_inputs(&samples, 2);
+    assert_eq!(packed.labels, exact.labels);
+    let mean_err = packed
+        .pixels
+        .iter()
+        .zip(&exact.pixels)
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .sum::<f64>()
+        / exact.pixels.len() as f64;
+    assert!((mean_err - stats.mean_abs_error).abs() < 1e-9);
+
+    let recipe = train::Recipe {
+        arch: "edge16".into(),
+        epochs: 1,
+        batch: 4,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        cosine: true,
+        augment: true,
+        label_smoothing: 0.0,
+        val_fraction: 0.34,
+        seed: 5,
+        limit_per_class: None,
+        shift: 0,
+        mixup: 0.0,
+        select_auc: false,
+        bn_momentum: None,
+        fold: None,
+    };
+    let log = train::train(
+        Arch::Edge16,
+        &recipe,
+        &data::TrainSource::Pack(path),
+        &dir.join("run"),
+        Device::Cpu,
+        "test",
+    )
+    .expect("training from a pack runs");
+    assert_eq!(log.n_train + log.n_val, 12);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -31,8 +31,20 @@ enum Command {
     Compare(CompareArgs),
     /// Train the report's three CNNs with its recipe (and ours) and write Tables 1-5 to models/results.
     Reproduce(ReproduceArgs),
+    /// Compare recipes by grouped k-fold cross-validation from their runs' train.json (`train --folds`).
+    Cv(CvArgs),
     /// Pack TRAIN's preprocessed model inputs into one compact file for a remote GPU (`train --pack`).
     Pack(PackArgs),
+}
+
+#[derive(clap::Args)]
+struct CvArgs {
+    /// Run folders (each `*/train.json` inside is read) or train.json files.
+    #[arg(required = true, num_args = 1..)]
+    runs: Vec<PathBuf>,
+    /// Also write the Markdown table to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -296,6 +308,14 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Compare(a) => return compare_cmd(a),
         Command::Eval(a) => return eval_cmd(a, &argv),
         Command::Reproduce(a) => return reproduce_cmd(a, &argv),
+        Command::Cv(a) => {
+            let table = leukoscope_host::cv::report(&a.runs)?;
+            print!("{table}");
+            if let Some(out) = &a.out {
+                std::fs::write(out, &table)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+        }
         Command::Pack(a) => {
             let root = data::resolve_root(a.data.as_deref())?;
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());

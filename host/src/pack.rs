@@ -382,7 +382,7 @@ mod tests {
             smear: "s".into(),
             jpeg: encode(&fake_input(0), 90),
         };
-        write_records(&path, &[rec.clone()]);
+        write_records(&path, std::slice::from_ref(&rec));
         let full = std::fs::read(&path).unwrap();
         std::fs::write(&path, &full[..full.len() - 10]).unwrap();
         let e = read(&path).unwrap_err().to_string();

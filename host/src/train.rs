@@ -14,7 +14,7 @@ use crate::data::{self, Inputs, Rng};
 use crate::nets::{self, Arch};
 
 /// A training recipe.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
     /// Architecture name.
     pub arch: String,

@@ -324,34 +324,35 @@ impl Inputs {
 /// Decodes and preprocesses samples on `threads` threads. A file that fails to decode is skipped with a
 /// warning naming it, never a crash.
 pub fn load_inputs(samples: &[Sample], threads: usize) -> Inputs {
-    let threads = threads.max(1);
-    let chunk = samples.len().div_ceil(threads).max(1);
-    type Decoded = Vec<(usize, Result<Vec<u8>, String>)>;
-    let results: Vec<Decoded> = std::thread::scope(|s| {
+    load_with(samples, threads, |smp| {
+        Frame::open(&smp.path)
+            .map(|f| preprocess::frame_input(&f).0.data().to_vec())
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Decodes each sample's model input with `decode` on `threads` threads, in order; an error (which should name
+/// the file) skips that sample with a warning. The common part of [`load_inputs`] and
+/// [`crate::pack::Pack::load_inputs`].
+pub fn load_with(
+    samples: &[Sample],
+    threads: usize,
+    decode: impl Fn(&Sample) -> Result<Vec<u8>, String> + Sync,
+) -> Inputs {
+    let chunk = samples.len().div_ceil(threads.max(1)).max(1);
+    let decode = &decode;
+    let decoded: Vec<Result<Vec<u8>, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = samples
             .chunks(chunk)
-            .enumerate()
-            .map(|(c, part)| {
-                s.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(i, smp)| {
-                            let r = Frame::open(&smp.path)
-                                .map(|f| preprocess::frame_input(&f).0.data().to_vec())
-                                .map_err(|e| e.to_string());
-                            (c * chunk + i, r)
-                        })
-                        .collect()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(decode).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("decoder thread"))
+            .flat_map(|h| h.join().expect("decoder thread"))
             .collect()
     });
     let mut out = Inputs::default();
-    for (i, r) in results.into_iter().flatten() {
+    for (i, r) in decoded.into_iter().enumerate() {
         match r {
             Ok(px) => {
                 out.pixels.extend_from_slice(&px);

@@ -265,32 +265,7 @@ impl Pack {
                 .ok_or_else(|| format!("{}: not in the pack", s.path.display()))?;
             decode(&rec.jpeg).map_err(|e| format!("{}: {e}", s.path.display()))
         };
-        let chunk = samples.len().div_ceil(threads.max(1)).max(1);
-        let decoded: Vec<Result<Vec<u8>, String>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = samples
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(decode_one).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("decoder thread"))
-                .collect()
-        });
-        let mut out = Inputs::default();
-        for (i, r) in decoded.into_iter().enumerate() {
-            match r {
-                Ok(px) => {
-                    out.pixels.extend_from_slice(&px);
-                    out.labels.push(samples[i].class.index() as i64);
-                    out.index.push(i);
-                }
-                Err(e) => {
-                    eprintln!("warning: skipping {e}");
-                    out.skipped.push((samples[i].path.clone(), e));
-                }
-            }
-        }
-        out
+        data::load_with(samples, threads, decode_one)
     }
 }
 

@@ -638,7 +638,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", leukoscope_host::render_error(&e));
             ExitCode::FAILURE
         }
     }

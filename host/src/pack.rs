@@ -3,7 +3,7 @@
 //! source smear, so the smear-grouped split on the far side is the same as here.
 //!
 //! The lent GPU machine takes at most 64 MiB of files, and the 9,957 TRAIN inputs are 489 MB raw, so each
-//! input is stored as a JPEG of the 128×128 crop. That is lossy: [`write`] measures and returns the mean and
+//! input is stored as a JPEG of the 128×128 crop. That is lossy: [`write()`] measures and returns the mean and
 //! worst absolute pixel error against the exact inputs, and the model chosen from a packed run is evaluated
 //! again here on the exact pixels (`leukoscope-train eval`) before its numbers are reported.
 //!
@@ -45,7 +45,7 @@ pub struct Pack {
     pub records: Vec<Record>,
 }
 
-/// What [`write`] measured.
+/// What [`write()`] measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackStats {
     /// Records written.
@@ -178,7 +178,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads a pack written by [`write`]; a wrong magic, a truncated file or an unknown class is one error naming
+/// Reads a pack written by [`write()`]; a wrong magic, a truncated file or an unknown class is one error naming
 /// the file.
 pub fn read(path: &Path) -> Result<Pack, DataError> {
     let buf = std::fs::read(path).map_err(|source| DataError::Io {

@@ -25,7 +25,7 @@ prepare() {
     eval "$(scripts/setup.sh)"
     cargo build --release -p leukoscope-host
     mkdir -p gpu
-    local bin=target/release/leukoscope-train
+    local bin=${CARGO_TARGET_DIR:-target}/release/leukoscope-train
     if [[ ! -f gpu/leukoscope-train.xz || $bin -nt gpu/leukoscope-train.xz ]]; then
         strip -o gpu/leukoscope-train "$bin"
         xz -T2 -6 -f gpu/leukoscope-train
@@ -51,7 +51,7 @@ run_plan() {
         [[ -d $d ]] && libs="$libs:$d"
     done
     export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    local bin=target/release/leukoscope-train
+    local bin=${CARGO_TARGET_DIR:-target}/release/leukoscope-train
     if [[ -f gpu/leukoscope-train.xz ]]; then
         bin=/tmp/leukoscope-train
         xz -dc gpu/leukoscope-train.xz >"$bin"

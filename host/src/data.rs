@@ -213,7 +213,8 @@ pub struct Split {
 }
 
 /// Holds out about `fraction` of each class's source smears (at least one, never all) with every image
-/// made from them. Images without a known smear stay in training, with a warning count returned by the caller.
+/// made from them; `fraction <= 0` holds out nothing. Images without a known smear stay in training, with a
+/// warning count returned by the caller.
 pub fn grouped_split(
     samples: &[Sample],
     smears: &HashMap<(String, Class, String), String>,
@@ -221,6 +222,9 @@ pub fn grouped_split(
     seed: u64,
 ) -> Split {
     split_by(samples, smears, seed, |all| {
+        if fraction <= 0.0 {
+            return Vec::new();
+        }
         let k = ((all.len() as f64 * fraction).round() as usize)
             .clamp(1.min(all.len()), all.len().saturating_sub(1));
         all[..k].to_vec()
@@ -479,6 +483,8 @@ mod tests {
             "same seed, same split"
         );
         assert_ne!(split.val, grouped_split(&samples, &smears, 0.2, 8).val);
+        let none = grouped_split(&samples, &smears, 0.0, 7);
+        assert!(none.val.is_empty() && none.train.len() == samples.len());
     }
 
     #[test]

@@ -194,7 +194,8 @@ struct TrainArgs {
     /// Label smoothing.
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f64,
-    /// Share of each class's source smears held out for validation.
+    /// Share of each class's source smears held out for validation; 0 trains on every smear and keeps the
+    /// last epoch (only for a recipe and epoch count already chosen by `--folds` validation).
     #[arg(long, default_value_t = 0.2)]
     val_fraction: f64,
     /// Grouped k-fold validation: hold out fold `--fold` of this many (replaces --val-fraction).
@@ -296,13 +297,21 @@ fn run() -> anyhow::Result<ExitCode> {
             let log = train::train(a.arch, &recipe, &source, &a.out, dev, &argv.join(" "))
                 .with_context(|| format!("training {}", a.arch.name()))?;
             let best = &log.epochs[log.best_epoch.max(1) - 1];
-            println!(
-                "best epoch {} (validation accuracy {:.4}, loss {:.4}); weights in {}",
-                log.best_epoch,
-                best.val_acc,
-                best.val_loss,
-                a.out.join("best.ot").display()
-            );
+            if log.n_val == 0 {
+                println!(
+                    "nothing held out: kept the last epoch, {}; weights in {}",
+                    log.best_epoch,
+                    a.out.join("best.ot").display()
+                );
+            } else {
+                println!(
+                    "best epoch {} (validation accuracy {:.4}, loss {:.4}); weights in {}",
+                    log.best_epoch,
+                    best.val_acc,
+                    best.val_loss,
+                    a.out.join("best.ot").display()
+                );
+            }
         }
         Command::Export(a) => return export_cmd(a),
         Command::Compare(a) => return compare_cmd(a),

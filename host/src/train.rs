@@ -66,17 +66,24 @@ pub struct EpochLog {
     pub train_loss: f64,
     /// Training accuracy (on augmented batches).
     pub train_acc: f64,
-    /// Validation loss.
+    /// Validation loss (NaN, written `null`, when nothing is held out).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_loss: f64,
-    /// Validation accuracy.
+    /// Validation accuracy (NaN when nothing is held out).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_acc: f64,
-    /// Validation macro AUC (one-vs-rest).
-    #[serde(default)]
+    /// Validation macro AUC (one-vs-rest; NaN when nothing is held out).
+    #[serde(default, deserialize_with = "f64_or_nan")]
     pub val_auc: f64,
     /// Wall seconds for the epoch.
     pub seconds: f64,
     /// Training images per second.
     pub img_per_s: f64,
+}
+
+/// serde_json writes a NaN as `null`; read it back as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Option::<f64>::deserialize(d).map(|v| v.unwrap_or(f64::NAN))
 }
 
 /// What a run leaves in its output folder (`train.json`).
@@ -291,7 +298,10 @@ pub fn train(
         tr.skipped.len() + va.skipped.len(),
         split.val_smears.iter().map(|(c, s)| (c.name(), s.len())).collect::<Vec<_>>()
     );
-    if tr.is_empty() || va.is_empty() {
+    // `--val-fraction 0`: train on every smear and keep the last epoch, for a recipe (and its epoch count)
+    // already chosen by k-fold validation.
+    let holdout = recipe.fold.is_some() || recipe.val_fraction > 0.0;
+    if tr.is_empty() || (holdout && va.is_empty()) {
         return Err(data::DataError::Empty(
             "no training or validation images left after decoding".into(),
         )
@@ -427,14 +437,19 @@ pub fn train(
             ));
         }
         let train_secs = t.elapsed().as_secs_f64();
-        let (val_loss, val_acc) = evaluate(&graph, &xva, &yva, 256, device);
-        let val_scores = crate::eval::Scores {
-            probs: evaluate_probs(&graph, &xva, 256, device),
-            labels: va.labels.iter().map(|&l| l as usize).collect(),
+        let (val_loss, val_acc, val_auc) = if holdout {
+            let (val_loss, val_acc) = evaluate(&graph, &xva, &yva, 256, device);
+            let val_scores = crate::eval::Scores {
+                probs: evaluate_probs(&graph, &xva, 256, device),
+                labels: va.labels.iter().map(|&l| l as usize).collect(),
+            };
+            let val_auc = crate::eval::evaluate(&val_scores, &recipe.arch, "VAL", "")
+                .map(|r| r.average.auc)
+                .unwrap_or(f64::NAN);
+            (val_loss, val_acc, val_auc)
+        } else {
+            (f64::NAN, f64::NAN, f64::NAN)
         };
-        let val_auc = crate::eval::evaluate(&val_scores, &recipe.arch, "VAL", "")
-            .map(|r| r.average.auc)
-            .unwrap_or(f64::NAN);
         bar.finish_and_clear();
         let e = EpochLog {
             epoch,
@@ -447,7 +462,7 @@ pub fn train(
             img_per_s: seen as f64 / train_secs,
         };
         let key = if recipe.select_auc { val_auc } else { val_acc };
-        let improved = key > best.0 || (key == best.0 && val_loss < best.1);
+        let improved = !holdout || key > best.0 || (key == best.0 && val_loss < best.1);
         eprintln!(
             "epoch {epoch}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} auc {:.4} | {:.0} img/s{}",
             recipe.epochs,

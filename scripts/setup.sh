@@ -22,11 +22,17 @@ if [ ! -f "$VENV/.stamp-torch" ]; then
         nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85 >&2
     touch "$VENV/.stamp-torch"
 fi
-if [ ! -f "$VENV/.stamp-oracles" ]; then
-    log "installing test oracles (onnxruntime, numpy) into $VENV"
-    "$VENV/bin/pip" install --quiet "onnxruntime==1.23.2" "numpy<2.4" >&2 \
-        || "$VENV/bin/pip" install --quiet onnxruntime numpy >&2
-    touch "$VENV/.stamp-oracles"
+# The onnxruntime oracle is pinned to a version that computes int8 convolutions right on every CPU here:
+# 1.23 gets QLinearConv wrong on Intel CPUs with AMX (onnxruntime issue 26324), 1.32.0 agrees with tract exactly.
+# No fallback to an unpinned version: a wrong oracle fails tests for the wrong reason, so setup stops instead.
+ORT_VERSION=1.32.0
+if [ ! -f "$VENV/.stamp-oracles-ort-$ORT_VERSION" ]; then
+    log "installing test oracles (onnxruntime==$ORT_VERSION, numpy) into $VENV"
+    if ! "$VENV/bin/pip" install --quiet "onnxruntime==$ORT_VERSION" "numpy<2.4" >&2; then
+        log "error: could not install onnxruntime==$ORT_VERSION (the pinned test oracle); not falling back"
+        exit 1
+    fi
+    touch "$VENV/.stamp-oracles-ort-$ORT_VERSION"
 fi
 
 TORCH_DIR=$("$VENV/bin/python" - <<'PY'

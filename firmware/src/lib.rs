@@ -8,6 +8,8 @@
 pub mod autofocus;
 pub mod board;
 pub mod capture;
+pub mod cell;
+pub mod classes;
 pub mod classify;
 pub mod count;
 pub mod frame;
@@ -15,6 +17,7 @@ pub mod journal;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod rect;
 pub mod report;
 pub mod segment;
 pub mod session;

@@ -1,0 +1,123 @@
+//! The one cell type: a white cell as the stages of the device see it, each stage filling in its part.
+//!
+//! [`crate::segment`] finds a cell ([`Cell::rect`], [`Cell::nucleus`]); the pipeline cuts its classifier
+//! input ([`Cell::crop`]) and [`crate::classify`] types it ([`Cell::prediction`]); counting, reports and
+//! the journal read the same value. Class *names* live in [`crate::classes::Classes`]; a cell holds
+//! indices into the model's class list.
+
+use crate::frame::Frame;
+use crate::rect::Rect;
+
+/// What the classifier says of one cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// Softmax probabilities, in the model's class order (as many as the model has classes).
+    pub probs: Vec<f32>,
+    /// Index of the most probable class (the first on ties).
+    pub predicted: usize,
+    /// Its probability.
+    pub confidence: f32,
+    /// The type the count uses: `Some(predicted)`, or `None` (unidentified) when `confidence` is below
+    /// the unidentified threshold. Every command applies this one rule.
+    pub class: Option<usize>,
+}
+
+impl Prediction {
+    /// Softmax of the logits, arg-max first on ties, unidentified below `threshold`. Non-finite logits
+    /// give an unidentified prediction with the probabilities as computed (NaN stays visible).
+    pub fn from_logits(logits: &[f32], threshold: f32) -> Prediction {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut probs: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= sum);
+        let (predicted, confidence) = argmax(&probs).unwrap_or((0, f32::NAN));
+        Prediction {
+            class: (confidence >= threshold).then_some(predicted),
+            probs,
+            predicted,
+            confidence,
+        }
+    }
+}
+
+/// Index and value of the largest element, the first on ties; `None` when empty. NaN never wins.
+pub fn argmax(values: &[f32]) -> Option<(usize, f32)> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &v) in values.iter().enumerate() {
+        if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
+            best = Some((i, v));
+        }
+    }
+    best.or_else(|| values.first().map(|&v| (0, v)))
+}
+
+/// Where segmentation found a cell's nucleus, at the training scale ([`crate::preprocess`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nucleus {
+    /// The nucleus box, at the training scale.
+    pub rect: Rect,
+    /// Nucleus pixels, at the training scale.
+    pub area: u32,
+    /// Classifier crop centre, at the training scale (pass to [`crate::preprocess::cell_input`]).
+    pub centre: (u32, u32),
+}
+
+/// One white cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// The cell's box in the pixels of the frame it was found in.
+    pub rect: Rect,
+    /// The nucleus, when the cell came from segmentation.
+    pub nucleus: Option<Nucleus>,
+    /// The classifier input it was (or will be) typed from.
+    pub crop: Option<Frame>,
+    /// The classifier's verdict, once typed.
+    pub prediction: Option<Prediction>,
+}
+
+impl Cell {
+    /// A cell known only by its box.
+    pub fn new(rect: Rect) -> Self {
+        Cell {
+            rect,
+            nucleus: None,
+            crop: None,
+            prediction: None,
+        }
+    }
+
+    /// The type the count uses: `None` when unidentified or not typed yet.
+    pub fn class(&self) -> Option<usize> {
+        self.prediction.as_ref().and_then(|p| p.class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_picks_max_and_applies_the_threshold() {
+        let p = Prediction::from_logits(&[0.0, 3.0, 1.0, -2.0, 0.5], 0.0);
+        assert_eq!(p.predicted, 1);
+        assert_eq!(p.class, Some(1));
+        assert_eq!(p.probs.len(), 5);
+        assert!((p.probs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(p.confidence, p.probs[1]);
+        let q = Prediction::from_logits(&[0.0, 0.1], 0.9);
+        assert_eq!((q.predicted, q.class), (1, None));
+    }
+
+    #[test]
+    fn nan_logits_are_unidentified() {
+        let p = Prediction::from_logits(&[f32::NAN, 1.0], 0.5);
+        assert_eq!(p.class, None);
+    }
+
+    #[test]
+    fn argmax_first_on_ties_and_skips_nan() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0]), Some((1, 3.0)));
+        assert_eq!(argmax(&[f32::NAN, 2.0]), Some((1, 2.0)));
+        assert_eq!(argmax(&[]), None);
+    }
+}

@@ -21,6 +21,8 @@ pub mod rect;
 pub mod report;
 pub mod segment;
 pub mod session;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use classify::{Classifier, Prediction};
 pub use count::Differential;

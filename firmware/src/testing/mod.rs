@@ -1,0 +1,4 @@
+//! Test oracles and doubles: reference implementations and stand-ins that tests, benches and examples
+//! compare the device's code against. Not part of the shipped API: compiled only for this crate's own
+//! tests and with the `testing` feature (as tract keeps its references in `test-rt`), so the device binary
+//! never carries them.

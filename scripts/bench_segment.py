@@ -108,7 +108,8 @@ def main():
     # SEGMENT_DUMP=path/to/segment_dump runs an already built dump example instead of `cargo run --release`.
     prebuilt = os.environ.get("SEGMENT_DUMP")
     cmd = [prebuilt, out, *frames] if prebuilt else [
-        "cargo", "run", "--release", "--quiet", "-p", "leukoscope", "--example", "segment_dump", "--", out, *frames]
+        "cargo", "run", "--release", "--quiet", "-p", "leukoscope", "--features", "testing", "--example", "segment_dump",
+        "--", out, *frames]
     dump = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in dump.splitlines() if line.startswith("{")]
     print("| frame | integer K-means ms (√count / counts) | cv2.kmeans ms | speed-up (counts) "

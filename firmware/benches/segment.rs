@@ -1,13 +1,15 @@
 //! Segmentation speed: integer K-means on a 640×480 frame (histogram + clustering), max-flow on one cell's
 //! crop, and a whole frame segmented and classified. Uses the bundled BCCD sample frames; the whole-frame
-//! case also needs a real embedded model and is skipped (with a message) while that is a placeholder.
+//! case also needs a real embedded model and is skipped (with a message) while that is a placeholder. The
+//! Dinic baseline of the max-flow solver is a test oracle: it runs with `--features testing`.
 
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use leukoscope::preprocess::to_training_scale;
-use leukoscope::segment::graphcut::{Dinic, GraphCutConfig, MaxFlow, Refiner};
+use leukoscope::segment::graphcut::{GraphCutConfig, Refiner};
 use leukoscope::segment::kmeans::{kmeans, Histogram, KMeansConfig};
+use leukoscope::segment::maxflow::{FlowNetwork, MaxFlow};
 use leukoscope::segment::{SegmentConfig, Segmenter};
 use leukoscope::{Classifier, Frame, Pipeline};
 
@@ -52,10 +54,11 @@ fn bench(c: &mut Criterion) {
         let mut out = Vec::new();
         b.iter(|| r.refine(&scaled, &clustering, roi, &mut out))
     });
-    // The same crop's graph solved by the Dinic reference, the baseline of the solver above.
     let graph = Refiner::new(GraphCutConfig::default()).graph(&scaled, &clustering, roi);
+    // The same crop's graph solved by the Dinic reference, the baseline of the solver above.
+    #[cfg(feature = "testing")]
     c.bench_function("maxflow_cell_crop_dinic_baseline", |b| {
-        let mut d = Dinic::new();
+        let mut d = leukoscope::testing::dinic::Dinic::new();
         b.iter(|| {
             graph.load(&mut d);
             d.solve()

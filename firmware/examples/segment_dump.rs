@@ -5,16 +5,19 @@
 //! and solve time; one JSON line per frame on stdout.
 //!
 //! ```text
-//! cargo run --release -p leukoscope --example segment_dump -- OUT_DIR FRAME...
+//! cargo run --release -p leukoscope --features testing --example segment_dump -- OUT_DIR FRAME...
 //! ```
+//! (`testing`: the Dinic baseline is a test oracle, not part of the shipped API.)
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use leukoscope::segment::graphcut::{Dinic, GraphCutConfig, GridEdge, MaxFlow, Refiner};
+use leukoscope::segment::graphcut::{GraphCutConfig, GridEdge, Refiner};
 use leukoscope::segment::kmeans::{kmeans, Histogram, KMeansConfig};
+use leukoscope::segment::maxflow::{FlowNetwork, MaxFlow};
 use leukoscope::segment::Segmenter;
+use leukoscope::testing::dinic::Dinic;
 use leukoscope::Frame;
 
 fn median(mut v: Vec<f64>) -> f64 {

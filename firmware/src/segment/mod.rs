@@ -5,8 +5,8 @@
 //! 1. [`kmeans`]: integer K-means on the colour histogram; the nucleus cluster gives a nucleus mask.
 //! 2. [`components`]: connected components of the mask; lobes close together are one cell; small ones
 //!    (platelets) and faint clusters are dropped.
-//! 3. [`graphcut`] (optional, on by default): each candidate's nucleus is re-cut by max-flow on a crop
-//!    around it, seeded from the K-means result.
+//! 3. [`graphcut`] (optional, on by default): each candidate's nucleus is re-cut by max-flow
+//!    ([`maxflow`]) on a crop around it, seeded from the K-means result.
 //! 4. A box per cell (nucleus box grown to a cell's extent), reported in the *original* frame's pixels, and
 //!    the classifier centre (the [`crate::preprocess::LOCATE_BOX`] window of largest nucleus score inside the
 //!    nucleus, as the training crops were made).
@@ -19,6 +19,7 @@ pub mod components;
 pub mod draw;
 pub mod graphcut;
 pub mod kmeans;
+pub mod maxflow;
 pub mod voc;
 
 use crate::frame::Frame;

@@ -2,3 +2,5 @@
 //! compare the device's code against. Not part of the shipped API: compiled only for this crate's own
 //! tests and with the `testing` feature (as tract keeps its references in `test-rt`), so the device binary
 //! never carries them.
+
+pub mod dinic;

@@ -3,13 +3,13 @@
 //! 71 `test` smears of `smear_split.csv`, the share whose annotated white cell is typed as labelled.
 //!
 //! ```text
-//! cargo run --release -p leukoscope --example bccd_quality -- [--data ../shared/data/blood-cells]
+//! cargo run --release -p leukoscope --features testing --example bccd_quality -- [--data ../shared/data/blood-cells]
 //!     [--model FILE] [--write models/results/bccd.md] [--no-graphcut] [--split train|test|all]
 //!     [--audit models/results/bccd-audit.csv [--audit-sheet FILE.png]]
 //! ```
 //! Prints a Markdown table; with `--write` also writes it (with this command) to the file, keeping whatever
 //! follows the file's `<!-- notes: kept by --write -->` line. Exits 0 with a clear skip message when the data
-//! set is absent.
+//! set is absent. Needs the `testing` feature: the VOC box reader is a test oracle, not part of the shipped API.
 //!
 //! `--audit FILE` adds a second detection table against the VOC boxes corrected by FILE (`image,action,x0,y0,
 //! x1,y1,note` lines, action `add` or `remove`, `#` comments); the first table always scores the VOC boxes as
@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use leukoscope::segment::{iou, voc_boxes, SegmentConfig, Segmenter};
+use leukoscope::rect::Rect;
+use leukoscope::segment::{SegmentConfig, Segmenter};
+use leukoscope::testing::voc::voc_boxes;
 use leukoscope::{preprocess, Class, Classifier, Frame, ModelSource};
 
 #[derive(Default)]
@@ -47,11 +49,11 @@ impl Tally {
 }
 
 /// Greedy one-to-one matching by IoU ≥ 0.5: returns matched pairs (truth index, detection index).
-fn matches(truth: &[[u32; 4]], det: &[[u32; 4]]) -> Vec<(usize, usize)> {
+fn matches(truth: &[Rect], det: &[Rect]) -> Vec<(usize, usize)> {
     let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
     for (i, t) in truth.iter().enumerate() {
         for (j, d) in det.iter().enumerate() {
-            let v = iou(*t, *d);
+            let v = t.iou(d);
             if v >= 0.5 {
                 pairs.push((v, i, j));
             }
@@ -135,7 +137,7 @@ fn crop_alternatives(scaled: &Frame, d: &leukoscope::segment::Detection) -> [Fra
 /// One correction of the VOC boxes.
 struct Correction {
     add: bool,
-    bbox: [u32; 4],
+    bbox: Rect,
 }
 
 /// Reads an audit file: image stem → corrections. Errors name the file and line.
@@ -158,14 +160,15 @@ fn read_audit(path: &Path) -> Result<HashMap<String, Vec<Correction>>, String> {
             "remove" => false,
             _ => return Err(bad("action must be `add` or `remove`")),
         };
-        let mut bbox = [0u32; 4];
-        for (v, s) in bbox.iter_mut().zip(&f[2..6]) {
+        let mut edges = [0u32; 4];
+        for (v, s) in edges.iter_mut().zip(&f[2..6]) {
             *v = s
                 .trim()
                 .parse()
                 .map_err(|_| bad("box coordinates must be whole pixels"))?;
         }
-        if bbox[0] >= bbox[2] || bbox[1] >= bbox[3] {
+        let bbox = Rect::from(edges);
+        if bbox.is_empty() {
             return Err(bad("empty box"));
         }
         out.entry(f[0].trim().to_string())
@@ -176,7 +179,7 @@ fn read_audit(path: &Path) -> Result<HashMap<String, Vec<Correction>>, String> {
 }
 
 /// The VOC boxes with a frame's corrections applied (a removal drops the VOC box it overlaps most).
-fn corrected(truth: &[[u32; 4]], fixes: &[Correction]) -> Vec<[u32; 4]> {
+fn corrected(truth: &[Rect], fixes: &[Correction]) -> Vec<Rect> {
     let mut out = truth.to_vec();
     for c in fixes {
         if c.add {
@@ -184,7 +187,7 @@ fn corrected(truth: &[[u32; 4]], fixes: &[Correction]) -> Vec<[u32; 4]> {
         } else if let Some((i, _)) = out
             .iter()
             .enumerate()
-            .map(|(i, t)| (i, iou(*t, c.bbox)))
+            .map(|(i, t)| (i, t.iou(&c.bbox)))
             .filter(|&(_, v)| v >= 0.5)
             .max_by(|a, b| a.1.total_cmp(&b.1))
         {
@@ -195,9 +198,9 @@ fn corrected(truth: &[[u32; 4]], fixes: &[Correction]) -> Vec<[u32; 4]> {
 }
 
 /// Draws a 2-pixel box outline on a half-size tile.
-fn draw_box(img: &mut image::RgbImage, b: [u32; 4], c: [u8; 3]) {
+fn draw_box(img: &mut image::RgbImage, b: Rect, c: [u8; 3]) {
     let (w, h) = img.dimensions();
-    let [x0, y0, x1, y1] = b.map(|v| v / 2);
+    let [x0, y0, x1, y1] = <[u32; 4]>::from(b).map(|v| v / 2);
     let (x1, y1) = (
         x1.saturating_sub(1).min(w - 1),
         y1.saturating_sub(1).min(h - 1),
@@ -333,7 +336,7 @@ fn main() -> std::process::ExitCode {
         let t0 = Instant::now();
         let found = seg.segment(&frame);
         seconds += t0.elapsed().as_secs_f64();
-        let det: Vec<[u32; 4]> = found.cells.iter().map(|c| c.bbox).collect();
+        let det: Vec<Rect> = found.cells.iter().map(|c| Rect::from(c.bbox)).collect();
         let m = matches(&truth, &det);
         if m.len() < truth.len() || m.len() < det.len() {
             misses.push(format!(
@@ -389,12 +392,12 @@ fn main() -> std::process::ExitCode {
                     );
                 }
                 for b in &det {
-                    let inner = [
-                        b[0] + 6,
-                        b[1] + 6,
-                        b[2].saturating_sub(6),
-                        b[3].saturating_sub(6),
-                    ];
+                    let inner = Rect {
+                        x0: b.x0 + 6,
+                        y0: b.y0 + 6,
+                        x1: b.x1.saturating_sub(6),
+                        y1: b.y1.saturating_sub(6),
+                    };
                     draw_box(&mut img, inner, [240, 200, 0]);
                 }
                 sheet.push(img);
@@ -485,7 +488,7 @@ fn main() -> std::process::ExitCode {
     println!("{md}");
     if let Some(out) = opt("--write") {
         let cmd = format!(
-            "cargo run --release -p leukoscope --example bccd_quality -- {}",
+            "cargo run --release -p leukoscope --features testing --example bccd_quality -- {}",
             args.join(" ")
         );
         let text = format!(

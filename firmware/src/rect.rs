@@ -171,6 +171,15 @@ mod tests {
     }
 
     #[test]
+    fn iou_of_touching_overlapping_and_empty_rectangles() {
+        let a = Rect::new(0, 0, 10, 10);
+        assert_eq!(a.iou(&a), 1.0);
+        assert_eq!(a.iou(&Rect::new(10, 10, 20, 20)), 0.0);
+        assert!((a.iou(&Rect::new(5, 0, 15, 10)) - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(Rect::default().iou(&Rect::default()), 0.0);
+    }
+
+    #[test]
     fn serialises_as_an_array() {
         let r = Rect::new(1, 2, 3, 4);
         assert_eq!(serde_json::to_string(&r).unwrap(), "[1,2,3,4]");

@@ -20,14 +20,12 @@ pub mod draw;
 pub mod graphcut;
 pub mod kmeans;
 pub mod maxflow;
-pub mod voc;
 
 use crate::frame::Frame;
 use crate::preprocess::{self, nucleus_score, LOCATE_BOX};
 use components::{group_lobes, Component, Labeller};
 use graphcut::{GraphCutConfig, Refiner};
 use kmeans::{Clustering, Histogram, KMeansConfig};
-pub use voc::{iou, voc_boxes};
 
 /// Most cells reported per frame; more set [`Segmentation::overflow`].
 pub const MAX_CELLS: usize = 64;

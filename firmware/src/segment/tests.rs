@@ -1,6 +1,8 @@
 //! Detection on synthetic smears and hostile inputs: each gives a defined result, none panics.
 
 use super::*;
+use crate::rect::Rect;
+use crate::testing::voc::voc_boxes;
 
 /// A synthetic smear: light background, pink red cells, violet nuclei at `nuclei` (centre, radius, in
 /// 640×480 pixels; a real BCCD nucleus is 70–110 px across, so a radius of 40 is a small one).
@@ -158,11 +160,11 @@ fn bundled_smears_find_their_white_cells() {
         }
         let f = Frame::open(&p).unwrap();
         let xml = std::fs::read_to_string(p.with_extension("xml")).unwrap();
-        let truth = crate::segment::voc_boxes(&xml, "WBC");
+        let truth = voc_boxes(&xml, "WBC");
         let s = seg.segment(&f);
         for t in &truth {
             total += 1;
-            if s.cells.iter().any(|c| iou(c.bbox, *t) >= 0.5) {
+            if s.cells.iter().any(|c| Rect::from(c.bbox).iou(t) >= 0.5) {
                 found += 1;
             }
         }
@@ -191,18 +193,18 @@ fn truncated_jpeg_is_a_named_error() {
 }
 
 /// The frames of `samples/hard` (BCCD frames this detector once got wrong) against their VOC boxes.
-fn hard(name: &str, cfg: SegmentConfig) -> (Vec<[u32; 4]>, Vec<[u32; 4]>) {
+fn hard(name: &str, cfg: SegmentConfig) -> (Vec<Rect>, Vec<Rect>) {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../samples/hard")
         .join(name);
     let f = Frame::open(&p.with_extension("jpg")).unwrap();
     let xml = std::fs::read_to_string(p.with_extension("xml")).unwrap();
-    let truth = crate::segment::voc_boxes(&xml, "WBC");
+    let truth = voc_boxes(&xml, "WBC");
     let found = Segmenter::new(cfg)
         .segment(&f)
         .cells
         .iter()
-        .map(|c| c.bbox)
+        .map(|c| Rect::from(c.bbox))
         .collect();
     (truth, found)
 }
@@ -214,7 +216,7 @@ fn pale_smear_is_found_by_the_retry_with_one_more_cluster() {
     let (truth, found) = hard("BloodImage_00072", SegmentConfig::default());
     assert_eq!(truth.len(), 1);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(iou(found[0], truth[0]) >= 0.5, "{found:?} vs {truth:?}");
+    assert!(found[0].iou(&truth[0]) >= 0.5, "{found:?} vs {truth:?}");
     let without = SegmentConfig {
         retry_one_more_cluster: false,
         ..SegmentConfig::default()
@@ -230,7 +232,7 @@ fn platelets_beside_a_nucleus_stay_out_of_its_box() {
         assert_eq!(found.len(), truth.len(), "{name}: {found:?}");
         for t in &truth {
             assert!(
-                found.iter().any(|b| iou(*b, *t) >= 0.5),
+                found.iter().any(|b| b.iou(t) >= 0.5),
                 "{name}: {found:?} vs {truth:?}"
             );
         }

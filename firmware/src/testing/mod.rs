@@ -4,3 +4,4 @@
 //! never carries them.
 
 pub mod dinic;
+pub mod voc;

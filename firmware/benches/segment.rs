@@ -7,6 +7,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use leukoscope::preprocess::to_training_scale;
+use leukoscope::rect::Rect;
 use leukoscope::segment::graphcut::{GraphCutConfig, Refiner};
 use leukoscope::segment::kmeans::{kmeans, Histogram, KMeansConfig};
 use leukoscope::segment::maxflow::{FlowNetwork, MaxFlow};
@@ -39,16 +40,12 @@ fn bench(c: &mut Criterion) {
     let mut seg = Segmenter::default();
     let clustering = seg.cluster(&scaled);
     let found = seg.segment(&frame);
-    let nb = found
+    let roi = found
         .cells
         .first()
-        .map_or([100, 80, 180, 160], |d| d.nucleus_bbox);
-    let roi = [
-        nb[0].saturating_sub(12),
-        nb[1].saturating_sub(12),
-        nb[2] + 12,
-        nb[3] + 12,
-    ];
+        .and_then(|c| c.nucleus)
+        .map_or(Rect::new(100, 80, 180, 160), |n| n.rect)
+        .grown(12, scaled.width(), scaled.height());
     c.bench_function("maxflow_cell_crop", |b| {
         let mut r = Refiner::new(GraphCutConfig::default());
         let mut out = Vec::new();

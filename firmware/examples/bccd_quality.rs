@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use leukoscope::cell::Nucleus;
 use leukoscope::rect::Rect;
 use leukoscope::segment::{SegmentConfig, Segmenter};
 use leukoscope::testing::voc::voc_boxes;
@@ -108,10 +109,9 @@ const ALTERNATIVES: [&str; 4] = [
     "200 px square around the located centre, resized to 128 (cells 0.8× as large as in training)",
 ];
 
-fn crop_alternatives(scaled: &Frame, d: &leukoscope::segment::Detection) -> [Frame; 4] {
-    let b = d.nucleus_bbox;
-    let (bx, by) = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2);
-    let (cx, cy) = d.centre;
+fn crop_alternatives(scaled: &Frame, n: &Nucleus) -> [Frame; 4] {
+    let (bx, by) = n.rect.centre();
+    let (cx, cy) = n.centre;
     let side = |s: u32| {
         preprocess::resize_bilinear(
             &preprocess::crop(scaled, cx, cy, s),
@@ -336,7 +336,7 @@ fn main() -> std::process::ExitCode {
         let t0 = Instant::now();
         let found = seg.segment(&frame);
         seconds += t0.elapsed().as_secs_f64();
-        let det: Vec<Rect> = found.cells.iter().map(|c| Rect::from(c.bbox)).collect();
+        let det: Vec<Rect> = found.cells.iter().map(|c| c.rect).collect();
         let m = matches(&truth, &det);
         if m.len() < truth.len() || m.len() < det.len() {
             misses.push(format!(
@@ -408,10 +408,9 @@ fn main() -> std::process::ExitCode {
         {
             typed_n += 1;
             // The annotated white cell: the detection matched to a VOC WBC box (single-label smears).
-            if let Some(&(_, j)) = m.first() {
+            if let Some(n) = m.first().and_then(|&(_, j)| found.cells[j].nucleus) {
                 typed_found += 1;
-                let d = found.cells[j];
-                let input = preprocess::cell_input(&found.scaled, d.centre.0, d.centre.1);
+                let input = preprocess::cell_input(&found.scaled, n.centre.0, n.centre.1);
                 if let Ok(p) = cl.classify_input(&input) {
                     if p.class == label {
                         typed_ok += 1;
@@ -421,7 +420,7 @@ fn main() -> std::process::ExitCode {
                     }
                 }
                 // Other classifier inputs for the same cell, for the comparison table.
-                for (k, alt) in crop_alternatives(&found.scaled, &d).iter().enumerate() {
+                for (k, alt) in crop_alternatives(&found.scaled, &n).iter().enumerate() {
                     if cl.classify_input(alt).is_ok_and(|p| p.class == label) {
                         alt_ok[k] += 1;
                     }

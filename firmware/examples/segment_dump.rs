@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use leukoscope::rect::Rect;
 use leukoscope::segment::graphcut::{GraphCutConfig, GridEdge, Refiner};
 use leukoscope::segment::kmeans::{kmeans, Histogram, KMeansConfig};
 use leukoscope::segment::maxflow::{FlowNetwork, MaxFlow};
@@ -94,16 +95,12 @@ fn main() -> std::process::ExitCode {
         let found = seg.segment(&frame);
         let scaled = &found.scaled;
         let clustering = seg.cluster(scaled);
-        let nb = found
+        let roi = found
             .cells
             .first()
-            .map_or([130, 90, 190, 150], |d| d.nucleus_bbox);
-        let roi = [
-            nb[0].saturating_sub(12),
-            nb[1].saturating_sub(12),
-            nb[2] + 12,
-            nb[3] + 12,
-        ];
+            .and_then(|c| c.nucleus)
+            .map_or(Rect::new(130, 90, 190, 150), |n| n.rect)
+            .grown(12, scaled.width(), scaled.height());
         let g = refiner.graph(scaled, &clustering, roi);
         let mut flow = MaxFlow::new();
         let mut times = Vec::new();

@@ -247,7 +247,7 @@ fn segment_frames(args: SegmentArgs) -> anyhow::Result<ExitCode> {
         });
         match result {
             Ok((path, s)) => {
-                let boxes: Vec<String> = s.cells.iter().map(|c| format!("{:?}", c.bbox)).collect();
+                let boxes: Vec<String> = s.cells.iter().map(|c| c.rect.to_string()).collect();
                 let more = if s.overflow {
                     " (overflow: more cells not listed)"
                 } else {

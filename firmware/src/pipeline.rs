@@ -6,10 +6,11 @@
 //! [`crate::count::Differential`] (`add`, `count`, `total`, `to_json`). This module joins pixels and models;
 //! it never counts (that is [`crate::count`]) and never writes reports (that is [`crate::report`]).
 
+use crate::cell::Cell;
 use crate::classify::{Classifier, InferenceError};
 use crate::frame::Frame;
 use crate::preprocess::{self, Class};
-use crate::segment::{Detection, SegmentConfig, Segmenter};
+use crate::segment::{SegmentConfig, Segmenter};
 
 /// One typed white cell of a frame.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,8 +27,8 @@ pub struct CountedCell {
     pub probs: [f32; 4],
     /// The 128×128 classifier input this cell was typed from.
     pub crop: Frame,
-    /// The detection it came from (nucleus box and crop centre at the training scale).
-    pub detection: Detection,
+    /// The cell as segmentation found it (nucleus box and crop centre at the training scale).
+    pub detection: Cell,
 }
 
 /// Everything found in one frame.
@@ -100,16 +101,18 @@ impl Pipeline {
         let seg = self.segmenter.segment(frame);
         let mut cells = Vec::with_capacity(seg.cells.len());
         for det in &seg.cells {
-            let crop = preprocess::cell_input(&seg.scaled, det.centre.0, det.centre.1);
+            // Segmentation sets every cell's nucleus.
+            let Some(nucleus) = det.nucleus else { continue };
+            let crop = preprocess::cell_input(&seg.scaled, nucleus.centre.0, nucleus.centre.1);
             let p = self.classifier.classify_input(&crop)?;
             cells.push(CountedCell {
-                bbox: det.bbox,
+                bbox: det.rect.into(),
                 class: (p.confidence >= self.config.unidentified_threshold).then_some(p.class),
                 predicted: p.class,
                 confidence: p.confidence,
                 probs: p.probs,
                 crop,
-                detection: *det,
+                detection: det.clone(),
             });
         }
         Ok(FrameResult {

@@ -1,6 +1,7 @@
 use super::*;
+use crate::cell::{Cell, Nucleus};
 use crate::pipeline::CountedCell;
-use crate::segment::Detection;
+use crate::rect::Rect;
 
 fn cell(class: Option<Class>, conf: f32) -> CountedCell {
     CountedCell {
@@ -10,11 +11,13 @@ fn cell(class: Option<Class>, conf: f32) -> CountedCell {
         confidence: conf,
         probs: [0.1, 0.1, 0.1, 0.7],
         crop: Frame::filled(128, 128, [200, 100, 150]).unwrap(),
-        detection: Detection {
-            bbox: [10, 20, 110, 120],
-            nucleus_bbox: [0, 0, 1, 1],
-            nucleus_area: 1,
-            centre: (0, 0),
+        detection: Cell {
+            nucleus: Some(Nucleus {
+                rect: Rect::new(0, 0, 1, 1),
+                area: 1,
+                centre: (0, 0),
+            }),
+            ..Cell::new(Rect::new(10, 20, 110, 120))
         },
     }
 }

@@ -3,13 +3,16 @@
 //! Works on a `w × h` mask of `0`/`1` bytes with caller-owned buffers (labels, stack), so labelling a frame
 //! allocates nothing per pixel once the buffers have grown. It knows geometry only: no colours, no models.
 
+use crate::rect::Rect;
+use std::cmp::Ordering;
+
 /// One 8-connected component of a mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Component {
     /// Pixels in it.
     pub area: u32,
-    /// Bounding box `[x0, y0, x1, y1]`, `x1`/`y1` exclusive.
-    pub bbox: [u32; 4],
+    /// Bounding box.
+    pub bbox: Rect,
     /// Sum of x over its pixels (centroid = sum / area).
     pub sum_x: u64,
     /// Sum of y over its pixels.
@@ -30,12 +33,7 @@ impl Component {
     pub fn merged(&self, o: &Component) -> Component {
         Component {
             area: self.area + o.area,
-            bbox: [
-                self.bbox[0].min(o.bbox[0]),
-                self.bbox[1].min(o.bbox[1]),
-                self.bbox[2].max(o.bbox[2]),
-                self.bbox[3].max(o.bbox[3]),
-            ],
+            bbox: self.bbox.union(&o.bbox),
             sum_x: self.sum_x + o.sum_x,
             sum_y: self.sum_y + o.sum_y,
         }
@@ -43,11 +41,18 @@ impl Component {
 
     /// Gap in pixels between two boxes (0 when they touch or overlap), Chebyshev style.
     pub fn gap(&self, o: &Component) -> u32 {
-        let gx =
-            (o.bbox[0].saturating_sub(self.bbox[2])).max(self.bbox[0].saturating_sub(o.bbox[2]));
-        let gy =
-            (o.bbox[1].saturating_sub(self.bbox[3])).max(self.bbox[1].saturating_sub(o.bbox[3]));
+        let (a, b) = (self.bbox, o.bbox);
+        let gx = (b.x0.saturating_sub(a.x1)).max(a.x0.saturating_sub(b.x1));
+        let gy = (b.y0.saturating_sub(a.y1)).max(a.y0.saturating_sub(b.y1));
         gx.max(gy)
+    }
+
+    /// Larger area first, then by box position (`[x0, y0, x1, y1]` in order): the order groups are
+    /// grown and reported in.
+    fn by_area_then_position(&self, o: &Component) -> Ordering {
+        o.area
+            .cmp(&self.area)
+            .then_with(|| <[u32; 4]>::from(self.bbox).cmp(&o.bbox.into()))
     }
 }
 
@@ -83,7 +88,7 @@ impl Labeller {
             let id = out.len() as u32 + 1;
             let mut c = Component {
                 area: 0,
-                bbox: [u32::MAX, u32::MAX, 0, 0],
+                bbox: Rect::EMPTY_BOUNDS,
                 sum_x: 0,
                 sum_y: 0,
             };
@@ -96,10 +101,7 @@ impl Labeller {
                 c.area += 1;
                 c.sum_x += x as u64;
                 c.sum_y += y as u64;
-                c.bbox[0] = c.bbox[0].min(x as u32);
-                c.bbox[1] = c.bbox[1].min(y as u32);
-                c.bbox[2] = c.bbox[2].max(x as u32 + 1);
-                c.bbox[3] = c.bbox[3].max(y as u32 + 1);
+                c.bbox.include(x as u32, y as u32);
                 for dy in -1i32..=1 {
                     let ny = y as i32 + dy;
                     if ny < 0 || ny >= h as i32 {
@@ -140,7 +142,7 @@ pub fn group_lobes(
     // Seeded growth, largest first: a seed absorbs the single components near it until none is left near,
     // and only then does the next-largest free component seed its own group. Groups never merge with each
     // other, so specks (platelets) cannot first club together into a wide box that then reaches a nucleus.
-    out.sort_by(|a, b| b.area.cmp(&a.area).then(a.bbox.cmp(&b.bbox)));
+    out.sort_by(Component::by_area_then_position);
     let mut i = 0;
     while i < out.len() {
         let mut changed = true;
@@ -149,7 +151,7 @@ pub fn group_lobes(
             let mut j = i + 1;
             while j < out.len() {
                 let m = out[i].merged(&out[j]);
-                let fits = m.bbox[2] - m.bbox[0] <= max_side && m.bbox[3] - m.bbox[1] <= max_side;
+                let fits = m.bbox.width() <= max_side && m.bbox.height() <= max_side;
                 let (a, b) = (out[i].centroid(), out[j].centroid());
                 let (dx, dy) = (a.0 as i64 - b.0 as i64, a.1 as i64 - b.1 as i64);
                 let near = dx * dx + dy * dy <= radius as i64 * radius as i64;
@@ -164,7 +166,7 @@ pub fn group_lobes(
         }
         i += 1;
     }
-    out.sort_by(|a, b| b.area.cmp(&a.area).then(a.bbox.cmp(&b.bbox)));
+    out.sort_by(Component::by_area_then_position);
 }
 
 #[cfg(test)]
@@ -188,8 +190,8 @@ mod tests {
         l.label(&m, w, h, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].area, 3);
-        assert_eq!(out[0].bbox, [0, 0, 3, 2]);
-        assert_eq!(out[1].bbox, [4, 3, 6, 5]);
+        assert_eq!(out[0].bbox, Rect::new(0, 0, 3, 2));
+        assert_eq!(out[1].bbox, Rect::new(4, 3, 6, 5));
         assert_eq!(out[1].centroid(), (5, 4));
     }
 
@@ -208,7 +210,7 @@ mod tests {
     fn lobes_close_together_merge_far_ones_do_not() {
         let c = |x0, x1, area| Component {
             area,
-            bbox: [x0, 0, x1, 10],
+            bbox: Rect::new(x0, 0, x1, 10),
             sum_x: 0,
             sum_y: 0,
         };
@@ -217,7 +219,7 @@ mod tests {
         group_lobes(&comps, 10, 5, 0, 60, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].area, 130);
-        assert_eq!(out[0].bbox, [0, 0, 20, 10]);
+        assert_eq!(out[0].bbox, Rect::new(0, 0, 20, 10));
         // The size cap keeps two nuclei apart even when they touch.
         group_lobes(&comps, 10, 5, 0, 15, &mut out);
         assert_eq!(out.len(), 3);
@@ -225,11 +227,11 @@ mod tests {
 
     #[test]
     fn specks_do_not_club_together_to_reach_a_nucleus() {
-        let c = |bbox: [u32; 4], area: u32| Component {
+        let c = |b: [u32; 4], area: u32| Component {
             area,
-            bbox,
-            sum_x: (bbox[0] + bbox[2]) as u64 / 2 * area as u64,
-            sum_y: (bbox[1] + bbox[3]) as u64 / 2 * area as u64,
+            bbox: Rect::from(b),
+            sum_x: (b[0] + b[2]) as u64 / 2 * area as u64,
+            sum_y: (b[1] + b[3]) as u64 / 2 * area as u64,
         };
         // A nucleus, and two specks each more than `gap` (5) from it but within `gap` of each other: their
         // joint box [43, 38, 52, 51] is 3 px from the nucleus's, yet neither speck is part of it.
@@ -245,6 +247,6 @@ mod tests {
         let comps = [nucleus, c([44, 10, 50, 30], 100), c([53, 12, 56, 16], 12)];
         group_lobes(&comps, 10, 5, 0, 200, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].bbox, [0, 0, 56, 40]);
+        assert_eq!(out[0].bbox, Rect::new(0, 0, 56, 40));
     }
 }

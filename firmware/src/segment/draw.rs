@@ -1,8 +1,9 @@
 //! Pictures of a segmentation for people: the nucleus mask as a grey image and an overlay of the mask outline
 //! and the cell boxes on the original frame. Pure pixel drawing; no decisions are made here.
 
-use super::Detection;
+use crate::cell::Cell;
 use crate::frame::Frame;
+use crate::rect::Rect;
 
 /// Box colour (green).
 pub const BOX: [u8; 3] = [0, 230, 0];
@@ -15,15 +16,8 @@ pub fn mask_grey(mask: &[u8]) -> Vec<u8> {
 }
 
 /// The frame with the outline of the training-scale `mask` (`mw × mh`, `scale` original pixels per mask
-/// pixel) and each detection's box drawn on it.
-pub fn overlay(
-    frame: &Frame,
-    mask: &[u8],
-    mw: u32,
-    mh: u32,
-    scale: u32,
-    cells: &[Detection],
-) -> Frame {
+/// pixel) and each cell's box ([`Cell::rect`], in the frame's pixels) drawn on it.
+pub fn overlay(frame: &Frame, mask: &[u8], mw: u32, mh: u32, scale: u32, cells: &[Cell]) -> Frame {
     let (w, h) = (frame.width(), frame.height());
     let mut data = frame.data().to_vec();
     let mut put = |x: u32, y: u32, c: [u8; 3]| {
@@ -50,8 +44,8 @@ pub fn overlay(
             }
         }
     }
-    for d in cells {
-        let [x0, y0, x1, y1] = d.bbox;
+    for c in cells {
+        let Rect { x0, y0, x1, y1 } = c.rect;
         let (x1, y1) = (x1.saturating_sub(1), y1.saturating_sub(1));
         for t in 0..2 {
             for x in x0..=x1 {

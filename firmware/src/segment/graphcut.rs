@@ -13,6 +13,7 @@ use super::kmeans::Clustering;
 use super::maxflow::{FlowNetwork, MaxFlow};
 use crate::frame::Frame;
 use crate::preprocess::nucleus_score;
+use crate::rect::Rect;
 
 /// Graph-cut settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,18 +75,18 @@ impl Refiner {
         &self.config
     }
 
-    /// Cuts the crop `roi = [x0, y0, x1, y1]` (exclusive ends, clamped to the frame) of a training-scale
+    /// Cuts the crop `roi` (clamped to the frame) of a training-scale
     /// frame into nucleus / not nucleus, writing one byte per crop pixel (row-major, 1 = nucleus) into `out`.
     /// Returns the flow value (the cut's cost).
     pub fn refine(
         &mut self,
         frame: &Frame,
         clustering: &Clustering,
-        roi: [u32; 4],
+        roi: Rect,
         out: &mut Vec<u8>,
     ) -> i64 {
         let roi = clamp_roi(frame, roi);
-        let (w, h) = ((roi[2] - roi[0]) as usize, (roi[3] - roi[1]) as usize);
+        let (w, h) = (roi.width() as usize, roi.height() as usize);
         out.clear();
         out.resize(w * h, 0);
         if w == 0 || h == 0 {
@@ -113,13 +114,13 @@ impl Refiner {
     }
 
     /// The graph [`Refiner::refine`] would cut, as a list (for comparisons with other solvers).
-    pub fn graph(&self, frame: &Frame, clustering: &Clustering, roi: [u32; 4]) -> GridGraph {
+    pub fn graph(&self, frame: &Frame, clustering: &Clustering, roi: Rect) -> GridGraph {
         let roi = clamp_roi(frame, roi);
         let mut edges = Vec::new();
         build_grid(&self.weights, frame, clustering, roi, |e| edges.push(e));
         GridGraph {
-            width: roi[2] - roi[0],
-            height: roi[3] - roi[1],
+            width: roi.width(),
+            height: roi.height(),
             edges,
         }
     }
@@ -159,15 +160,16 @@ impl GridGraph {
     }
 }
 
-fn clamp_roi(frame: &Frame, roi: [u32; 4]) -> [u32; 4] {
-    let x0 = roi[0].min(frame.width());
-    let y0 = roi[1].min(frame.height());
-    [
+/// The part of `roi` inside the frame (empty, at the frame's edge, when none is).
+fn clamp_roi(frame: &Frame, roi: Rect) -> Rect {
+    let x0 = roi.x0.min(frame.width());
+    let y0 = roi.y0.min(frame.height());
+    Rect {
         x0,
         y0,
-        roi[2].clamp(x0, frame.width()),
-        roi[3].clamp(y0, frame.height()),
-    ]
+        x1: roi.x1.clamp(x0, frame.width()),
+        y1: roi.y1.clamp(y0, frame.height()),
+    }
 }
 
 #[inline]
@@ -184,10 +186,10 @@ fn build_grid(
     weights: &[i64],
     frame: &Frame,
     clustering: &Clustering,
-    roi: [u32; 4],
+    roi: Rect,
     mut emit: impl FnMut(GridEdge),
 ) {
-    let [x0, y0, x1, y1] = roi;
+    let Rect { x0, y0, x1, y1 } = roi;
     let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
     let core = clustering.nucleus_contrast();
     let threshold = (core + clustering.runner_up_contrast()) / 2;
@@ -222,6 +224,7 @@ fn build_grid(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::kmeans::{kmeans, Histogram, KMeansConfig};
 
     #[test]
     fn refine_finds_a_violet_disc() {
@@ -237,9 +240,9 @@ mod tests {
             }
         }
         let f = Frame::new(40, 40, data).unwrap();
-        let c = super::super::kmeans::kmeans(
-            &super::super::kmeans::Histogram::of_frame(&f),
-            &super::super::kmeans::KMeansConfig {
+        let c = kmeans(
+            &Histogram::of_frame(&f),
+            &KMeansConfig {
                 k: 2,
                 max_iter: 10,
                 sqrt_weights: false,
@@ -247,7 +250,7 @@ mod tests {
         );
         let mut r = Refiner::new(GraphCutConfig::default());
         let mut out = Vec::new();
-        r.refine(&f, &c, [0, 0, 40, 40], &mut out);
+        r.refine(&f, &c, Rect::new(0, 0, 40, 40), &mut out);
         let area: usize = out.iter().map(|&v| v as usize).sum();
         assert!((180..=220).contains(&area), "{area}");
         assert_eq!(out[20 * 40 + 20], 1);
@@ -269,15 +272,13 @@ mod tests {
             }
         }
         let f = Frame::new(30, 30, data).unwrap();
-        let c = super::super::kmeans::kmeans(
-            &super::super::kmeans::Histogram::of_frame(&f),
-            &super::super::kmeans::KMeansConfig::default(),
-        );
+        let c = kmeans(&Histogram::of_frame(&f), &KMeansConfig::default());
         let mut r = Refiner::new(GraphCutConfig::default());
         let mut out = Vec::new();
-        let v = r.refine(&f, &c, [2, 2, 28, 28], &mut out);
+        let roi = Rect::new(2, 2, 28, 28);
+        let v = r.refine(&f, &c, roi, &mut out);
         let mut g = MaxFlow::new();
-        r.graph(&f, &c, [2, 2, 28, 28]).load(&mut g);
+        r.graph(&f, &c, roi).load(&mut g);
         assert_eq!(g.solve(), v);
     }
 }

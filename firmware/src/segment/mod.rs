@@ -7,9 +7,10 @@
 //!    (platelets) and faint clusters are dropped.
 //! 3. [`graphcut`] (optional, on by default): each candidate's nucleus is re-cut by max-flow
 //!    ([`maxflow`]) on a crop around it, seeded from the K-means result.
-//! 4. A box per cell (nucleus box grown to a cell's extent), reported in the *original* frame's pixels, and
-//!    the classifier centre (the [`crate::preprocess::LOCATE_BOX`] window of largest nucleus score inside the
-//!    nucleus, as the training crops were made).
+//! 4. A [`Cell`] per cell: its box ([`Cell::rect`], the nucleus box grown to a cell's extent) in the
+//!    *original* frame's pixels, and its [`Nucleus`] at the training scale: box, area and the classifier
+//!    centre (the [`crate::preprocess::LOCATE_BOX`] window of largest nucleus score inside the nucleus, as
+//!    the training crops were made).
 //!
 //! This module knows pixels and geometry, never models or cell types. Buffers live in [`Segmenter`] and are
 //! reused from frame to frame; the cell list has a fixed capacity ([`MAX_CELLS`]) with an overflow flag.
@@ -21,8 +22,10 @@ pub mod graphcut;
 pub mod kmeans;
 pub mod maxflow;
 
+use crate::cell::{Cell, Nucleus};
 use crate::frame::Frame;
 use crate::preprocess::{self, nucleus_score, LOCATE_BOX};
+use crate::rect::Rect;
 use components::{group_lobes, Component, Labeller};
 use graphcut::{GraphCutConfig, Refiner};
 use kmeans::{Clustering, Histogram, KMeansConfig};
@@ -82,19 +85,6 @@ impl Default for SegmentConfig {
     }
 }
 
-/// One detected white cell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Detection {
-    /// Cell box `[x0, y0, x1, y1]` in the original frame's pixels (`x1`, `y1` exclusive).
-    pub bbox: [u32; 4],
-    /// Nucleus box at the training scale.
-    pub nucleus_bbox: [u32; 4],
-    /// Nucleus pixels at the training scale.
-    pub nucleus_area: u32,
-    /// Classifier crop centre at the training scale (pass to [`crate::preprocess::cell_input`]).
-    pub centre: (u32, u32),
-}
-
 /// The cells of one frame.
 #[derive(Clone, Debug)]
 pub struct Segmentation {
@@ -102,8 +92,9 @@ pub struct Segmentation {
     pub scaled: Frame,
     /// Original pixels per training-scale pixel.
     pub scale: u32,
-    /// Detected cells, largest nucleus first.
-    pub cells: heapless::Vec<Detection, MAX_CELLS>,
+    /// Detected cells, largest nucleus first: [`Cell::rect`] in the original frame's pixels,
+    /// [`Cell::nucleus`] (always set) at the training scale; no crop or prediction yet.
+    pub cells: heapless::Vec<Cell, MAX_CELLS>,
     /// More than [`MAX_CELLS`] cells were found; the smallest were dropped.
     pub overflow: bool,
     /// Colour clusters (centroids in 8-bit RGB) and the nucleus cluster's index.
@@ -241,8 +232,10 @@ impl Segmenter {
         let mut cells = heapless::Vec::new();
         let mut overflow = false;
         for g in &self.groups {
-            let det = detection(g, &cfg, scale, frame, &scaled, &self.integral);
-            if cells.push(det).is_err() {
+            if cells
+                .push(cell(g, &cfg, scale, frame, &scaled, &self.integral))
+                .is_err()
+            {
                 overflow = true;
                 break;
             }
@@ -277,33 +270,23 @@ fn refine_groups(
     let (w, h) = (scaled.width(), scaled.height());
     let pad = cfg.lobe_gap + 4;
     for g in groups.iter_mut() {
-        let roi = [
-            g.bbox[0].saturating_sub(pad),
-            g.bbox[1].saturating_sub(pad),
-            (g.bbox[2] + pad).min(w),
-            (g.bbox[3] + pad).min(h),
-        ];
+        let roi = g.bbox.grown(pad, w, h);
         refiner.refine(scaled, clustering, roi, cut);
-        let rw = (roi[2] - roi[0]) as usize;
+        let rw = roi.width() as usize;
         let mut out = Component {
             area: 0,
-            bbox: [u32::MAX, u32::MAX, 0, 0],
+            bbox: Rect::EMPTY_BOUNDS,
             sum_x: 0,
             sum_y: 0,
         };
         for (i, &v) in cut.iter().enumerate() {
-            let (x, y) = (roi[0] + (i % rw) as u32, roi[1] + (i / rw) as u32);
+            let (x, y) = (roi.x0 + (i % rw) as u32, roi.y0 + (i / rw) as u32);
             mask[(y * w + x) as usize] = v;
             if v != 0 {
                 out.area += 1;
                 out.sum_x += x as u64;
                 out.sum_y += y as u64;
-                out.bbox = [
-                    out.bbox[0].min(x),
-                    out.bbox[1].min(y),
-                    out.bbox[2].max(x + 1),
-                    out.bbox[3].max(y + 1),
-                ];
+                out.bbox.include(x, y);
             }
         }
         if out.area > 0 {
@@ -329,7 +312,7 @@ fn build_integral(scaled: &Frame, integral: &mut Vec<u32>) {
 
 /// The centre of the [`LOCATE_BOX`] window with the largest nucleus score among windows centred inside `b`
 /// (the rule [`crate::preprocess::locate`] uses on whole frames, restricted to one cell).
-fn locate_in(scaled: &Frame, integral: &[u32], b: [u32; 4]) -> (u32, u32) {
+fn locate_in(scaled: &Frame, integral: &[u32], b: Rect) -> (u32, u32) {
     let (w, h) = (scaled.width() as i64, scaled.height() as i64);
     let stride = (w + 1) as usize;
     let half = LOCATE_BOX as i64 / 2;
@@ -340,10 +323,11 @@ fn locate_in(scaled: &Frame, integral: &[u32], b: [u32; 4]) -> (u32, u32) {
             .saturating_sub(integral[y0 * stride + x1] as u64 + integral[y1 * stride + x0] as u64)
     };
     // Ties (a nucleus smaller than the window) go to the window nearest the nucleus box centre.
-    let (mx, my) = ((b[0] + b[2]) as i64 / 2, (b[1] + b[3]) as i64 / 2);
+    let (mx, my) = b.centre();
+    let (mx, my) = (mx as i64, my as i64);
     let mut best = (0u64, i64::MIN, mx as u32, my as u32);
-    for cy in b[1]..b[3].max(b[1] + 1) {
-        for cx in b[0]..b[2].max(b[0] + 1) {
+    for cy in b.y0..b.y1.max(b.y0 + 1) {
+        for cx in b.x0..b.x1.max(b.x0 + 1) {
             let (x, y) = (cx as i64, cy as i64);
             let s = sum(x - half, y - half, x + half, y + half);
             let near = -((x - mx).pow(2) + (y - my).pow(2));
@@ -355,36 +339,39 @@ fn locate_in(scaled: &Frame, integral: &[u32], b: [u32; 4]) -> (u32, u32) {
     (best.2, best.3)
 }
 
-fn detection(
+/// The cell of a nucleus group: its box in the original frame's pixels and its nucleus.
+fn cell(
     g: &Component,
     cfg: &SegmentConfig,
     scale: u32,
     frame: &Frame,
     scaled: &Frame,
     integral: &[u32],
-) -> Detection {
+) -> Cell {
     let (w, h) = (scaled.width() as i64, scaled.height() as i64);
     let b = g.bbox;
-    let cx2 = (b[0] + b[2]) as i64; // twice the centre
-    let cy2 = (b[1] + b[3]) as i64;
+    let cx2 = (b.x0 + b.x1) as i64; // twice the centre
+    let cy2 = (b.y0 + b.y1) as i64;
     let side = |lo: u32, hi: u32| ((hi - lo + 2 * cfg.cell_margin).max(cfg.min_cell_side)) as i64;
-    let (sw, sh) = (side(b[0], b[2]), side(b[1], b[3]));
+    let (sw, sh) = (side(b.x0, b.x1), side(b.y0, b.y1));
     let x0 = ((cx2 - sw) / 2).clamp(0, w);
     let y0 = ((cy2 - sh) / 2).clamp(0, h);
     let x1 = ((cx2 + sw) / 2).clamp(0, w);
     let y1 = ((cy2 + sh) / 2).clamp(0, h);
     let s = scale as i64;
-    let bbox = [
-        (x0 * s).min(frame.width() as i64) as u32,
-        (y0 * s).min(frame.height() as i64) as u32,
-        (x1 * s).min(frame.width() as i64) as u32,
-        (y1 * s).min(frame.height() as i64) as u32,
-    ];
-    Detection {
-        bbox,
-        nucleus_bbox: b,
-        nucleus_area: g.area,
-        centre: locate_in(scaled, integral, b),
+    let rect = Rect {
+        x0: (x0 * s).min(frame.width() as i64) as u32,
+        y0: (y0 * s).min(frame.height() as i64) as u32,
+        x1: (x1 * s).min(frame.width() as i64) as u32,
+        y1: (y1 * s).min(frame.height() as i64) as u32,
+    };
+    Cell {
+        nucleus: Some(Nucleus {
+            rect: b,
+            area: g.area,
+            centre: locate_in(scaled, integral, b),
+        }),
+        ..Cell::new(rect)
     }
 }
 

@@ -33,13 +33,16 @@ fn finds_one_cell_and_reports_original_coordinates() {
     let f = smear(640, 480, &[(300, 200, 40)]);
     let s = Segmenter::default().segment(&f);
     assert_eq!(s.cells.len(), 1, "{:?}", s.cells);
-    let b = s.cells[0].bbox;
-    assert!(
-        b[0] < 300 && b[2] > 300 && b[1] < 200 && b[3] > 200,
-        "{b:?}"
-    );
+    let b = s.cells[0].rect;
+    assert!(b.x0 < 300 && b.x1 > 300 && b.y0 < 200 && b.y1 > 200, "{b}");
+    // Segmentation fills in the box and the nucleus; the crop and the type come later.
+    let c = &s.cells[0];
+    assert!(c.nucleus.is_some() && c.crop.is_none() && c.prediction.is_none());
     assert_eq!(s.scale, 2);
-    let (cx, cy) = s.cells[0].centre;
+    let (cx, cy) = s.cells[0]
+        .nucleus
+        .expect("segmentation sets the nucleus")
+        .centre;
     assert!((cx as i32 - 150).abs() <= 3 && (cy as i32 - 100).abs() <= 3);
 }
 
@@ -164,7 +167,7 @@ fn bundled_smears_find_their_white_cells() {
         let s = seg.segment(&f);
         for t in &truth {
             total += 1;
-            if s.cells.iter().any(|c| Rect::from(c.bbox).iou(t) >= 0.5) {
+            if s.cells.iter().any(|c| c.rect.iou(t) >= 0.5) {
                 found += 1;
             }
         }
@@ -204,7 +207,7 @@ fn hard(name: &str, cfg: SegmentConfig) -> (Vec<Rect>, Vec<Rect>) {
         .segment(&f)
         .cells
         .iter()
-        .map(|c| Rect::from(c.bbox))
+        .map(|c| c.rect)
         .collect();
     (truth, found)
 }

@@ -112,33 +112,23 @@ pub fn nucleus_score([_, g, b]: [u8; 3]) -> u32 {
 /// Step 2: the centre `(x, y)` of the [`LOCATE_BOX`] window with the largest nucleus score (first in raster
 /// order on ties). Frames smaller than the box use the whole frame.
 pub fn locate(frame: &Frame) -> (u32, u32) {
-    let (w, h) = (frame.width() as usize, frame.height() as usize);
-    // Integral image of the score, (w+1)×(h+1), u32 is enough: 255 × 16384² < 2^32 is false in general, so u64.
-    let mut integral = vec![0u64; (w + 1) * (h + 1)];
-    for y in 0..h {
-        let mut row = 0u64;
-        for x in 0..w {
-            row += nucleus_score(frame.pixel(x as u32, y as u32)) as u64;
-            integral[(y + 1) * (w + 1) + x + 1] = integral[y * (w + 1) + x + 1] + row;
-        }
-    }
-    let bw = (LOCATE_BOX as usize).min(w);
-    let bh = (LOCATE_BOX as usize).min(h);
-    let mut best = (0u64, 0usize, 0usize);
+    let (w, h) = (frame.width(), frame.height());
+    let integral = crate::segment::integral::Integral::new(frame, nucleus_score);
+    let bw = LOCATE_BOX.min(w);
+    let bh = LOCATE_BOX.min(h);
+    let mut best = (0u64, 0, 0);
     for y in 0..=h - bh {
         for x in 0..=w - bw {
-            let s = integral[(y + bh) * (w + 1) + x + bw] + integral[y * (w + 1) + x]
-                - integral[y * (w + 1) + x + bw]
-                - integral[(y + bh) * (w + 1) + x];
+            let s = integral.sum(crate::rect::Rect::new(x, y, x + bw, y + bh));
             if s > best.0 {
                 best = (s, x, y);
             }
         }
     }
     if best.0 == 0 {
-        return (frame.width() / 2, frame.height() / 2);
+        return (w / 2, h / 2);
     }
-    ((best.1 + bw / 2) as u32, (best.2 + bh / 2) as u32)
+    (best.1 + bw / 2, best.2 + bh / 2)
 }
 
 /// Step 3: the `side`-square window centred on `(cx, cy)`; pixels beyond the frame repeat its edge.

@@ -19,6 +19,7 @@
 pub mod components;
 pub mod draw;
 pub mod graphcut;
+pub mod integral;
 pub mod kmeans;
 pub mod maxflow;
 
@@ -28,6 +29,7 @@ use crate::preprocess::{self, nucleus_score, LOCATE_BOX};
 use crate::rect::Rect;
 use components::{group_lobes, Component, Labeller};
 use graphcut::{GraphCutConfig, Refiner};
+use integral::Integral;
 use kmeans::{Clustering, Histogram, KMeansConfig};
 
 /// Most cells reported per frame; more set [`Segmentation::overflow`].
@@ -115,7 +117,7 @@ pub struct Segmenter {
     groups: Vec<Component>,
     refiner: Option<Refiner>,
     cut: Vec<u8>,
-    integral: Vec<u32>,
+    integral: Integral,
 }
 
 impl Default for Segmenter {
@@ -137,7 +139,7 @@ impl Segmenter {
             groups: Vec::new(),
             refiner: config.graphcut.map(Refiner::new),
             cut: Vec::new(),
-            integral: Vec::new(),
+            integral: Integral::default(),
         }
     }
 
@@ -154,7 +156,7 @@ impl Segmenter {
             + heap_bytes(&self.groups)
             + self.refiner.as_ref().map_or(0, Refiner::heap_bytes)
             + heap_bytes(&self.cut)
-            + heap_bytes(&self.integral)
+            + self.integral.heap_bytes()
     }
 
     /// The settings.
@@ -228,7 +230,7 @@ impl Segmenter {
                 &mut self.cut,
             );
         }
-        build_integral(&scaled, &mut self.integral);
+        self.integral.build(&scaled, nucleus_score);
         let mut cells = heapless::Vec::new();
         let mut overflow = false;
         for g in &self.groups {
@@ -296,40 +298,23 @@ fn refine_groups(
     groups.retain(|g| g.area >= cfg.min_area);
 }
 
-/// Integral image of the nucleus score, `(w + 1) × (h + 1)`.
-fn build_integral(scaled: &Frame, integral: &mut Vec<u32>) {
-    let (w, h) = (scaled.width() as usize, scaled.height() as usize);
-    integral.clear();
-    integral.resize((w + 1) * (h + 1), 0);
-    for y in 0..h {
-        let mut row = 0u32;
-        for x in 0..w {
-            row = row.saturating_add(nucleus_score(scaled.pixel(x as u32, y as u32)));
-            integral[(y + 1) * (w + 1) + x + 1] = integral[y * (w + 1) + x + 1].saturating_add(row);
-        }
-    }
-}
-
 /// The centre of the [`LOCATE_BOX`] window with the largest nucleus score among windows centred inside `b`
 /// (the rule [`crate::preprocess::locate`] uses on whole frames, restricted to one cell).
-fn locate_in(scaled: &Frame, integral: &[u32], b: Rect) -> (u32, u32) {
-    let (w, h) = (scaled.width() as i64, scaled.height() as i64);
-    let stride = (w + 1) as usize;
-    let half = LOCATE_BOX as i64 / 2;
-    let sum = |x0: i64, y0: i64, x1: i64, y1: i64| -> u64 {
-        let (x0, y0) = (x0.clamp(0, w) as usize, y0.clamp(0, h) as usize);
-        let (x1, y1) = (x1.clamp(0, w) as usize, y1.clamp(0, h) as usize);
-        (integral[y1 * stride + x1] as u64 + integral[y0 * stride + x0] as u64)
-            .saturating_sub(integral[y0 * stride + x1] as u64 + integral[y1 * stride + x0] as u64)
-    };
+fn locate_in(integral: &Integral, b: Rect) -> (u32, u32) {
+    let half = LOCATE_BOX / 2;
     // Ties (a nucleus smaller than the window) go to the window nearest the nucleus box centre.
     let (mx, my) = b.centre();
     let (mx, my) = (mx as i64, my as i64);
     let mut best = (0u64, i64::MIN, mx as u32, my as u32);
     for cy in b.y0..b.y1.max(b.y0 + 1) {
         for cx in b.x0..b.x1.max(b.x0 + 1) {
+            let s = integral.sum(Rect {
+                x0: cx.saturating_sub(half),
+                y0: cy.saturating_sub(half),
+                x1: cx + half,
+                y1: cy + half,
+            });
             let (x, y) = (cx as i64, cy as i64);
-            let s = sum(x - half, y - half, x + half, y + half);
             let near = -((x - mx).pow(2) + (y - my).pow(2));
             if (s, near) > (best.0, best.1) {
                 best = (s, near, cx, cy);
@@ -346,7 +331,7 @@ fn cell(
     scale: u32,
     frame: &Frame,
     scaled: &Frame,
-    integral: &[u32],
+    integral: &Integral,
 ) -> Cell {
     let (w, h) = (scaled.width() as i64, scaled.height() as i64);
     let b = g.bbox;
@@ -369,7 +354,7 @@ fn cell(
         nucleus: Some(Nucleus {
             rect: b,
             area: g.area,
-            centre: locate_in(scaled, integral, b),
+            centre: locate_in(integral, b),
         }),
         ..Cell::new(rect)
     }

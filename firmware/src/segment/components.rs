@@ -69,11 +69,6 @@ impl Labeller {
         super::heap_bytes(&self.labels) + super::heap_bytes(&self.stack)
     }
 
-    /// Component id + 1 of each pixel after [`Labeller::label`] (0 = not in the mask).
-    pub fn labels(&self) -> &[u32] {
-        &self.labels
-    }
-
     /// Labels the 8-connected components of `mask` (`w × h`, non-zero = set) into `out` (cleared first).
     pub fn label(&mut self, mask: &[u8], w: u32, h: u32, out: &mut Vec<Component>) {
         out.clear();

@@ -6,9 +6,9 @@ use crate::frame::Frame;
 use crate::rect::Rect;
 
 /// Box colour (green).
-pub const BOX: [u8; 3] = [0, 230, 0];
+const BOX: [u8; 3] = [0, 230, 0];
 /// Mask outline colour (yellow).
-pub const OUTLINE: [u8; 3] = [255, 230, 0];
+const OUTLINE: [u8; 3] = [255, 230, 0];
 
 /// The mask as 8-bit grey bytes (255 = nucleus), same size as the mask.
 pub fn mask_grey(mask: &[u8]) -> Vec<u8> {

@@ -43,13 +43,12 @@ const HARD: i64 = 1 << 24;
 pub struct Refiner {
     flow: MaxFlow,
     weights: Vec<i64>,
-    config: GraphCutConfig,
     scratch: Vec<GridEdge>,
 }
 
 impl Refiner {
     /// Heap bytes its graph, tables and scratch hold.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.flow.heap_bytes() + heap_bytes(&self.weights) + heap_bytes(&self.scratch)
     }
 
@@ -65,14 +64,8 @@ impl Refiner {
         Refiner {
             flow: MaxFlow::new(),
             weights,
-            config,
             scratch: Vec::new(),
         }
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &GraphCutConfig {
-        &self.config
     }
 
     /// Cuts the crop `roi` (clamped to the frame) of a training-scale

@@ -11,7 +11,7 @@ use crate::rect::Rect;
 /// The integral image of a frame's per-pixel score, `(w + 1) × (h + 1)` sums. Rebuild it for each frame
 /// with [`Integral::build`] to reuse its buffer.
 #[derive(Clone, Debug, Default)]
-pub struct Integral {
+pub(crate) struct Integral {
     sums: Vec<u64>,
     width: u32,
     height: u32,
@@ -19,14 +19,14 @@ pub struct Integral {
 
 impl Integral {
     /// The integral image of `score` over `frame`.
-    pub fn new(frame: &Frame, score: impl Fn([u8; 3]) -> u32) -> Self {
+    pub(crate) fn new(frame: &Frame, score: impl Fn([u8; 3]) -> u32) -> Self {
         let mut integral = Integral::default();
         integral.build(frame, score);
         integral
     }
 
     /// Rebuilds it for `frame`, keeping the buffer.
-    pub fn build(&mut self, frame: &Frame, score: impl Fn([u8; 3]) -> u32) {
+    pub(crate) fn build(&mut self, frame: &Frame, score: impl Fn([u8; 3]) -> u32) {
         let (w, h) = (frame.width() as usize, frame.height() as usize);
         (self.width, self.height) = (frame.width(), frame.height());
         self.sums.clear();
@@ -41,7 +41,7 @@ impl Integral {
     }
 
     /// The score summed over the part of `r` inside the frame (0 when none is).
-    pub fn sum(&self, r: Rect) -> u64 {
+    pub(crate) fn sum(&self, r: Rect) -> u64 {
         let (x0, x1) = (r.x0.min(self.width), r.x1.min(self.width));
         let (y0, y1) = (r.y0.min(self.height), r.y1.min(self.height));
         if x0 >= x1 || y0 >= y1 {
@@ -54,7 +54,7 @@ impl Integral {
     }
 
     /// Heap bytes its sums hold.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         super::heap_bytes(&self.sums)
     }
 }

@@ -10,15 +10,15 @@
 use crate::frame::Frame;
 
 /// Number of histogram bins (5 bits per channel).
-pub const BINS: usize = 1 << 15;
+const BINS: usize = 1 << 15;
 /// Largest supported K.
 pub const MAX_K: usize = 8;
 /// Fixed-point scale of centroid coordinates: a centroid channel of `v` means `v / ONE` in 8-bit units.
-pub const ONE: i32 = 16;
+const ONE: i32 = 16;
 
 /// The 5-5-5 bin of an RGB pixel.
 #[inline]
-pub fn bin_of([r, g, b]: [u8; 3]) -> usize {
+fn bin_of([r, g, b]: [u8; 3]) -> usize {
     ((r as usize >> 3) << 10) | ((g as usize >> 3) << 5) | (b as usize >> 3)
 }
 
@@ -33,7 +33,6 @@ fn bin_centre(bin: usize) -> [i32; 3] {
 #[derive(Clone, Debug)]
 pub struct Histogram {
     counts: Vec<u32>,
-    total: u64,
 }
 
 impl Default for Histogram {
@@ -47,27 +46,24 @@ impl Histogram {
     pub fn new() -> Self {
         Histogram {
             counts: vec![0; BINS],
-            total: 0,
         }
     }
 
     /// Heap bytes its bins hold.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         super::heap_bytes(&self.counts)
     }
 
     /// Empties it, keeping the buffer.
     pub fn clear(&mut self) {
         self.counts.iter_mut().for_each(|c| *c = 0);
-        self.total = 0;
     }
 
     /// Adds one pixel.
     #[inline]
-    pub fn add(&mut self, rgb: [u8; 3]) {
+    fn add(&mut self, rgb: [u8; 3]) {
         let c = &mut self.counts[bin_of(rgb)];
         *c = c.saturating_add(1);
-        self.total += 1;
     }
 
     /// Adds every pixel of a frame.
@@ -78,20 +74,11 @@ impl Histogram {
     }
 
     /// The histogram of a frame.
-    pub fn of_frame(frame: &Frame) -> Self {
+    #[cfg(test)]
+    pub(crate) fn of_frame(frame: &Frame) -> Self {
         let mut h = Histogram::new();
         h.add_frame(frame);
         h
-    }
-
-    /// Number of pixels added.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    /// The count of one bin.
-    pub fn count(&self, bin: usize) -> u32 {
-        self.counts[bin]
     }
 }
 
@@ -122,33 +109,21 @@ impl Default for KMeansConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Clustering {
     centroids: Vec<[i32; 3]>,
-    counts: Vec<u64>,
     lut: Vec<u8>,
     nucleus: usize,
-    iterations: u32,
 }
 
 impl Clustering {
     /// Centroids in 8-bit RGB (rounded).
-    pub fn centroids(&self) -> Vec<[u8; 3]> {
+    pub(crate) fn centroids(&self) -> Vec<[u8; 3]> {
         self.centroids
             .iter()
             .map(|c| c.map(|v| ((v + ONE / 2) / ONE).clamp(0, 255) as u8))
             .collect()
     }
 
-    /// Centroids in fixed point (8-bit units × [`ONE`]).
-    pub fn centroids_fixed(&self) -> &[[i32; 3]] {
-        &self.centroids
-    }
-
-    /// Pixels per cluster.
-    pub fn counts(&self) -> &[u64] {
-        &self.counts
-    }
-
     /// Number of clusters.
-    pub fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.centroids.len()
     }
 
@@ -164,13 +139,13 @@ impl Clustering {
     }
 
     /// The nucleus centroid's blue minus green, in 8-bit units (negative: no violet cluster at all).
-    pub fn nucleus_contrast(&self) -> i32 {
+    pub(crate) fn nucleus_contrast(&self) -> i32 {
         let c = self.centroids[self.nucleus];
         (c[2] - c[1]) / ONE
     }
 
     /// The largest blue-minus-green (8-bit units) among the other clusters (0 when K = 1).
-    pub fn runner_up_contrast(&self) -> i32 {
+    pub(crate) fn runner_up_contrast(&self) -> i32 {
         self.centroids
             .iter()
             .enumerate()
@@ -178,11 +153,6 @@ impl Clustering {
             .map(|(_, c)| (c[2] - c[1]) / ONE)
             .max()
             .unwrap_or(0)
-    }
-
-    /// Lloyd iterations run.
-    pub fn iterations(&self) -> u32 {
-        self.iterations
     }
 }
 
@@ -226,7 +196,7 @@ fn nearest(c: &[[i32; 3]], p: [i32; 3]) -> usize {
 }
 
 /// Which centroid is the nucleus: largest B − G, ties to the darkest (smallest R + G + B), then lowest index.
-pub fn nucleus_of(centroids: &[[i32; 3]]) -> usize {
+fn nucleus_of(centroids: &[[i32; 3]]) -> usize {
     let mut best = 0;
     for (i, c) in centroids.iter().enumerate() {
         let b = centroids[best];
@@ -296,10 +266,8 @@ pub fn kmeans(hist: &Histogram, config: &KMeansConfig) -> Clustering {
         }
     }
 
-    let mut iterations = 0;
     let mut counts = vec![0u64; k];
     for _ in 0..config.max_iter.max(1) {
-        iterations += 1;
         let mut sums = [[0i64; 3]; MAX_K];
         counts.iter_mut().for_each(|c| *c = 0);
         for &(b, c) in &occupied {
@@ -326,22 +294,16 @@ pub fn kmeans(hist: &Histogram, config: &KMeansConfig) -> Clustering {
             break;
         }
     }
-    // Final assignment for every bin (so any pixel, seen or not, has a label) and the final counts.
+    // Final assignment for every bin, so any pixel, seen or not, has a label.
     let mut lut = vec![0u8; BINS];
     for (bin, l) in lut.iter_mut().enumerate() {
         *l = nearest(&centroids, bin_centre(bin)) as u8;
     }
-    counts.iter_mut().for_each(|c| *c = 0);
-    for &(b, _) in &occupied {
-        counts[lut[b] as usize] += hist.counts[b] as u64;
-    }
     let nucleus = nucleus_of(&centroids);
     Clustering {
         centroids,
-        counts,
         lut,
         nucleus,
-        iterations,
     }
 }
 
@@ -367,7 +329,10 @@ mod tests {
         assert_eq!(c.label([110, 80, 180]) as usize, n);
         assert_ne!(c.label([200, 198, 198]) as usize, n);
         assert_ne!(c.label([182, 150, 158]) as usize, n);
-        assert_eq!(c.counts()[n], 200);
+        assert_eq!(
+            px.iter().filter(|&&p| c.label(p) as usize == n).count(),
+            200
+        );
         assert!(c.nucleus_contrast() > 80);
     }
 
@@ -381,7 +346,8 @@ mod tests {
     #[test]
     fn one_colour_with_k_three_is_defined() {
         let c = kmeans(&hist_of(&[[0, 0, 0]; 10]), &KMeansConfig::default());
-        assert_eq!(c.counts().iter().sum::<u64>(), 10);
+        assert_eq!(c.k(), 3);
+        assert!((c.label([0, 0, 0]) as usize) < 3);
     }
 
     fn pixels() -> impl Strategy<Value = Vec<[u8; 3]>> {
@@ -393,10 +359,10 @@ mod tests {
         fn every_label_below_k_and_every_pixel_assigned(px in pixels(), k in 1usize..=MAX_K) {
             let c = kmeans(&hist_of(&px), &KMeansConfig { k, max_iter: 20, sqrt_weights: k % 2 == 0 });
             prop_assert_eq!(c.k(), k);
+            // Every pixel has a cluster: its label.
             for &p in &px {
                 prop_assert!((c.label(p) as usize) < k);
             }
-            prop_assert_eq!(c.counts().iter().sum::<u64>(), px.len() as u64);
             prop_assert!(c.nucleus() < k);
         }
 

@@ -116,7 +116,7 @@ impl MaxFlow {
     }
 
     /// Heap bytes its buffers hold (capacity; they are kept between solves).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.arcs.heap_bytes()
             + heap_bytes(&self.tr)
             + heap_bytes(&self.parent)

@@ -3,7 +3,7 @@
 //!
 //! Steps, all at the training scale ([`crate::preprocess::to_training_scale`]) for speed:
 //! 1. [`kmeans`]: integer K-means on the colour histogram; the nucleus cluster gives a nucleus mask.
-//! 2. [`components`]: connected components of the mask; lobes close together are one cell; small ones
+//! 2. `components`: connected components of the mask; lobes close together are one cell; small ones
 //!    (platelets) and faint clusters are dropped.
 //! 3. [`graphcut`] (optional, on by default): each candidate's nucleus is re-cut by max-flow
 //!    ([`maxflow`]) on a crop around it, seeded from the K-means result.
@@ -16,10 +16,10 @@
 //! reused from frame to frame; the cell list has a fixed capacity ([`MAX_CELLS`]) with an overflow flag.
 //! The default [`SegmentConfig`] was tuned on the BCCD `train` smears only (`examples/bccd_quality.rs`).
 
-pub mod components;
+mod components;
 pub mod draw;
 pub mod graphcut;
-pub mod integral;
+pub(crate) mod integral;
 pub mod kmeans;
 pub mod maxflow;
 

@@ -11,6 +11,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (all crates, all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
+step "cargo clippy with the test oracles (testing feature: examples and benches that compare against them)"
+cargo clippy -p leukoscope --features testing --all-targets -- -D warnings
 step "cargo clippy for the optional V4L2 camera backend"
 cargo clippy -p leukoscope --features v4l2 --all-targets -- -D warnings
 step "cargo test (all crates)"

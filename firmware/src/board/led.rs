@@ -9,7 +9,8 @@
 
 use embedded_hal::pwm::SetDutyCycle;
 
-use super::{Error, ErrorKind, Illumination, FULL};
+use super::{Illumination, FULL};
+use crate::hw::{Error, ErrorKind};
 
 /// Brightness curve and safety ceiling.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

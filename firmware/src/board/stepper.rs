@@ -13,7 +13,8 @@
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{InputPin, OutputPin};
 
-use super::{Error, ErrorKind, Focus, Stage};
+use super::{Focus, Stage};
+use crate::hw::{Error, ErrorKind};
 
 /// Mechanics and safety limits of one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

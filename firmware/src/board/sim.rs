@@ -234,7 +234,6 @@ struct State {
     best_focus: i32,
     focus: i32,
     homed: bool,
-    focus_moves: u64,
     light: u16,
     stage: (i32, i32),
     faults: Faults,
@@ -292,7 +291,6 @@ pub fn microscope(cfg: SimConfig) -> Result<(SimMicroscope, SimHandle), CaptureE
         best_focus: best as i32,
         focus: start as i32,
         homed: false,
-        focus_moves: 0,
         light: 0,
         stage: (0, 0),
         faults: Faults::default(),
@@ -326,18 +324,6 @@ impl SimHandle {
     pub fn best_focus(&self) -> i32 {
         lock(&self.0).best_focus
     }
-    /// Frames served so far (captures that returned a frame).
-    pub fn frames(&self) -> u64 {
-        lock(&self.0).served
-    }
-    /// Capture calls so far, failed ones included.
-    pub fn captures(&self) -> u64 {
-        lock(&self.0).captures
-    }
-    /// The slide grid `(cols, rows)`.
-    pub fn grid(&self) -> (u32, u32) {
-        lock(&self.0).grid
-    }
     /// Whether the grid has more fields than the slide has images (then a count that visits them all
     /// counts cells again): say so before a run.
     pub fn wrap(&self) -> Option<Wrap> {
@@ -354,10 +340,6 @@ impl SimHandle {
     pub fn light(&self) -> u16 {
         lock(&self.0).light
     }
-    /// Focus moves performed.
-    pub fn focus_moves(&self) -> u64 {
-        lock(&self.0).focus_moves
-    }
     /// Button presses consumed.
     pub fn presses(&self) -> u64 {
         lock(&self.0).presses
@@ -371,10 +353,6 @@ impl SimHandle {
         let mut s = lock(&self.0);
         faults.unplug_at_frame = faults.unplug_at_frame.map(|n| s.served + n);
         s.faults = faults;
-    }
-    /// The injected faults now (counters such as `unplugged_for` run down).
-    pub fn faults(&self) -> Faults {
-        lock(&self.0).faults
     }
     /// The frame the camera would show at a given focus position on the current field, noise-free.
     pub fn render_at(&self, focus: i32) -> Frame {
@@ -442,7 +420,7 @@ fn box_blur(f: &Frame, r: u32) -> Vec<u8> {
 }
 
 /// Blurs by a fractional radius: a blend of the two neighbouring integer box radii.
-pub fn defocus(f: &Frame, radius: f32) -> Frame {
+fn defocus(f: &Frame, radius: f32) -> Frame {
     let r0 = radius.floor().max(0.0);
     let t = ((radius - r0) * 256.0) as u32;
     let a = box_blur(f, r0 as u32);
@@ -588,9 +566,6 @@ impl Focus for SimFocus {
                 ErrorKind::Stalled,
                 "motor stalled (injected)",
             ));
-        }
-        if position != s.focus {
-            s.focus_moves += 1;
         }
         s.focus = position;
         Ok(())

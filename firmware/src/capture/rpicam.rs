@@ -22,7 +22,7 @@ use super::{Camera, CameraConfig, CaptureError};
 use crate::frame::Frame;
 
 /// Programs tried in order when none is configured.
-pub const PROGRAMS: [&str; 2] = ["rpicam-vid", "libcamera-vid"];
+const PROGRAMS: [&str; 2] = ["rpicam-vid", "libcamera-vid"];
 
 enum Msg {
     Jpeg(Vec<u8>),

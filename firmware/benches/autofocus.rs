@@ -3,7 +3,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use leukoscope::autofocus::{autofocus, sharpness, AutofocusConfig};
 use leukoscope::board::sim::{microscope, SimConfig};
-use leukoscope::board::{Camera, Focus, Illumination};
+use leukoscope::board::{Focus, Illumination};
+use leukoscope::capture::Camera;
 
 fn bench(c: &mut Criterion) {
     let (mut m, h) = microscope(SimConfig::bundled()).expect("bundled slide loads");

@@ -16,8 +16,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::board::{Camera, Error, ErrorKind, Focus};
+use crate::board::Focus;
+use crate::capture::Camera;
 use crate::frame::Frame;
+use crate::hw::{Error, ErrorKind};
 
 /// Tenengrad sharpness of a frame after an integer downscale (grey = (R + 2G + B) / 4).
 pub fn sharpness(frame: &Frame, downscale: u32) -> u64 {

@@ -13,6 +13,7 @@ pub mod classes;
 pub mod classify;
 pub mod count;
 pub mod frame;
+pub mod hw;
 pub mod journal;
 pub mod model;
 pub mod pipeline;

@@ -410,11 +410,11 @@ fn run_session(args: RunArgs) -> anyhow::Result<ExitCode> {
         use leukoscope::board::sim::{microscope, SimConfig};
         let mut sim = SimConfig::bundled();
         if let Some(slide) = &args.slide {
-            sim.slide = slide.clone();
+            sim.slide = slide.clone().into();
         }
         sim.seed = args.seed;
         sim.grid = Some(cfg.grid);
-        let source = format!("sim slide={} seed={}", sim.slide.display(), sim.seed);
+        let source = format!("sim slide={} seed={}", sim.slide, sim.seed);
         let (mut scope, _handle) = microscope(sim)?;
         return if blobs {
             drive(&mut scope, BlobAnalyzer::default(), &args, &cfg, &source)
@@ -483,7 +483,7 @@ fn drive<C, L, F, S, B, T, A>(
     source: &str,
 ) -> anyhow::Result<ExitCode>
 where
-    C: leukoscope::board::Camera,
+    C: leukoscope::capture::Camera,
     L: leukoscope::board::Illumination,
     F: leukoscope::board::Focus,
     S: leukoscope::board::Stage,

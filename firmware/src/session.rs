@@ -18,10 +18,10 @@
 use std::time::Duration;
 
 use crate::autofocus::{autofocus, AutofocusConfig, AutofocusError, FocusReport};
-use crate::board::{
-    Button, Camera, Error, ErrorKind, Focus, Illumination, Microscope, Stage, Status, StatusLed,
-};
+use crate::board::{Button, Focus, Illumination, Microscope, Stage, Status, StatusLed};
+use crate::capture::Camera;
 use crate::frame::Frame;
+use crate::hw::{Error, ErrorKind};
 use crate::journal::{crop_to_png_base64, CellEntry, Journal, JournalError};
 use crate::preprocess::Class;
 

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use leukoscope::board::sim::{Faults, SimConfig, SimHandle, SimMicroscope};
-use leukoscope::board::{Button, Camera, Focus, Illumination, Microscope, Stage, StatusLed};
+use leukoscope::board::{Button, Focus, Illumination, Microscope, Stage, StatusLed};
+use leukoscope::capture::Camera;
 use leukoscope::session::{Analyzer, BlobAnalyzer, CellRecord, SessionConfig};
 use leukoscope::Frame;
 
@@ -76,7 +77,7 @@ pub struct SimRig {
 pub fn sim_config(seed: u64, grid: (u32, u32), frame_time: Duration) -> SimConfig {
     let mut c = SimConfig::bundled();
     if let Some(slide) = std::env::var_os("LEUKOSCOPE_SLIDE") {
-        c.slide = PathBuf::from(slide);
+        c.slide = PathBuf::from(slide).into();
     }
     c.seed = seed;
     c.grid = Some(grid);

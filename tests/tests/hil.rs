@@ -40,7 +40,9 @@ mod cases {
     use super::*;
     use leukoscope::autofocus::{autofocus, AutofocusConfig};
     use leukoscope::board::sim::Faults;
-    use leukoscope::board::{Camera, Error, ErrorKind, Focus, Illumination, Status, StatusLed};
+    use leukoscope::board::{Focus, Illumination, Status, StatusLed};
+    use leukoscope::capture::Camera;
+    use leukoscope::hw::{Error, ErrorKind};
     use leukoscope::journal::{self, crop_from_png_base64, Journal};
     use leukoscope::session::{self, BlobAnalyzer, Event};
     use std::path::Path;

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use super::led::LedConfig;
 use super::stepper::StepperConfig;
 use crate::capture::CameraConfig;
+use crate::hw::{Error, ErrorKind};
 
 /// The whole board.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -152,20 +153,22 @@ pub struct StatusPin {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot read board file: {source}")]
+    #[error("{path}: cannot read board file")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
-    /// Not valid TOML or a field has the wrong type.
-    #[error("{path}: {message}")]
+    /// Not valid TOML, an unknown field, or a field has the wrong type.
+    #[error("{path}: not a valid board file")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What the parser said (with line and column).
-        message: String,
+        /// What the parser said (with line, column and field).
+        #[source]
+        source: Box<toml::de::Error>,
     },
     /// Parsed, but the values do not make sense.
     #[error("{path}: {message}")]
@@ -177,9 +180,9 @@ pub enum ConfigError {
     },
 }
 
-impl super::Error for ConfigError {
-    fn kind(&self) -> super::ErrorKind {
-        super::ErrorKind::Config
+impl Error for ConfigError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
     }
 }
 
@@ -200,7 +203,7 @@ impl BoardConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let cfg: BoardConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim().to_owned(),
+            source: Box::new(e),
         })?;
         cfg.check().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
@@ -289,13 +292,36 @@ mod tests {
         assert!(msg.starts_with("b.toml"), "{msg}");
     }
 
+    /// The message and its causes, as `{:#}` of anyhow prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut parts = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            parts.push(c.to_string());
+            cause = c.source();
+        }
+        parts.join(": ")
+    }
+
     #[test]
     fn typo_gives_line_and_file() {
-        let msg = BoardConfig::parse("[led]\npwm_chanel = 0\n", Path::new("b.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = BoardConfig::parse("[led]\npwm_chanel = 0\n", Path::new("b.toml")).unwrap_err();
+        let msg = chain(&err);
         assert!(
-            msg.contains("b.toml") && msg.contains("pwm_chanel"),
+            msg.starts_with("b.toml: not a valid board file: ")
+                && msg.contains("line 2")
+                && msg.contains("pwm_chanel"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_file_says_so_once() {
+        let err = BoardConfig::load(Path::new("/nonexistent/board.toml")).unwrap_err();
+        let msg = chain(&err);
+        assert_eq!(msg.matches("No such file").count(), 1, "{msg}");
+        assert!(
+            msg.starts_with("/nonexistent/board.toml: cannot read"),
             "{msg}"
         );
     }

@@ -9,7 +9,8 @@
 
 use embedded_hal::pwm::SetDutyCycle;
 
-use super::{Error, ErrorKind, Illumination, FULL};
+use super::{Illumination, FULL};
+use crate::hw::{Error, ErrorKind};
 
 /// Brightness curve and safety ceiling.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -96,7 +97,7 @@ impl<P: SetDutyCycle> PwmLed<P> {
 }
 
 /// `max_duty · (min(level, ceiling)/1000)^γ`, rounded; 0 stays exactly 0 (off means off).
-pub fn duty_for(config: LedConfig, max_duty: u16, permille: u16) -> u16 {
+fn duty_for(config: LedConfig, max_duty: u16, permille: u16) -> u16 {
     let level = permille.min(config.max_permille).min(FULL);
     if level == 0 {
         return 0;

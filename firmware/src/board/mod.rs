@@ -1,20 +1,24 @@
-//! The microscope's peripherals behind small traits: camera, illumination, focus, stage, button, status LED.
+//! The microscope's peripherals other than the camera, behind small traits: illumination, focus, stage,
+//! button, status LED; and [`Microscope`], the bundle of all of them with a camera from [`crate::capture`].
 //!
 //! Each trait follows embedded-hal's habits: few required methods with provided helpers built on them, an
-//! associated `Error` whose [`Error::kind`] says *what* failed in a way the run loop can act on (retry a
-//! timeout, pause on a disconnect, stop on a stalled motor), and a blanket impl for `&mut T` so a caller can
-//! lend a peripheral without giving it away.
+//! associated `Error` whose [`crate::hw::Error::kind`] says *what* failed in a way the run loop can act on
+//! (retry a timeout, pause on a disconnect, stop on a stalled motor), and a blanket impl for `&mut T` so a
+//! caller can lend a peripheral without giving it away.
 //!
 //! Every trait has a real implementation and a simulated twin:
 //!
-//! | trait            | real                                            | simulated          |
-//! |------------------|-------------------------------------------------|--------------------|
-//! | [`Camera`]       | [`crate::capture::rpicam`], `capture::v4l2`, [`crate::capture::replay`] | [`sim::SimCamera`] |
-//! | [`Illumination`] | [`led::PwmLed`] over any embedded-hal `SetDutyCycle` | [`sim::SimLight`] |
-//! | [`Focus`]        | [`stepper::Stepper`] (STEP/DIR, end stop)       | [`sim::SimFocus`]  |
-//! | [`Stage`]        | [`stepper::XyStage`] of two steppers            | [`sim::SimStage`]  |
-//! | [`Button`]       | [`PinButton`] over an embedded-hal `InputPin`    | [`sim::SimButton`] |
-//! | [`StatusLed`]    | [`PinStatusLed`] over an embedded-hal `OutputPin`| [`sim::SimStatus`] |
+//! | trait            | real                                                 | simulated          |
+//! |------------------|------------------------------------------------------|--------------------|
+//! | [`Illumination`] | [`led::PwmLed`] over any embedded-hal `SetDutyCycle` | [`sim::SimLight`]  |
+//! | [`Focus`]        | [`stepper::Stepper`] (STEP/DIR, end stop)            | [`sim::SimFocus`]  |
+//! | [`Stage`]        | [`stepper::XyStage`] of two steppers                 | [`sim::SimStage`]  |
+//! | [`Button`]       | [`PinButton`] over an embedded-hal `InputPin`        | [`sim::SimButton`] |
+//! | [`StatusLed`]    | [`PinStatusLed`] over an embedded-hal `OutputPin`    | [`sim::SimStatus`] |
+//!
+//! Cameras ([`crate::capture::Camera`]: rpicam, V4L2, replay) live in [`crate::capture`]; the simulated
+//! one, [`sim::SimCamera`], lives here because it shares its world with the simulated focus, light and
+//! stage. `board` uses `capture`, never the reverse; the error vocabulary both share is [`crate::hw`].
 //!
 //! This module must not know about cells, models or the journal: [`crate::session`] drives it.
 
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use embedded_hal::digital::{InputPin, OutputPin};
 
-use crate::frame::Frame;
+use crate::hw::{Error, ErrorKind};
 
 pub mod config;
 pub mod led;
@@ -30,81 +34,6 @@ pub mod led;
 pub mod rpi;
 pub mod sim;
 pub mod stepper;
-
-/// What kind of failure a peripheral reported; the run loop decides from this alone whether to retry,
-/// back off, pause or give up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// No answer in time (a frame that never came); retrying at once is reasonable.
-    Timeout,
-    /// A frame was lost or arrived damaged; the next one is probably fine.
-    Dropped,
-    /// The device is gone (unplugged camera, dead child process); retry with back-off, then pause.
-    Disconnected,
-    /// A motor did not move (end stop never reached, stalled axis).
-    Stalled,
-    /// A requested position or level is outside the configured limits; nothing moved.
-    Limit,
-    /// An axis was asked to move before it was homed.
-    NotHomed,
-    /// The peripheral is misconfigured (bad pin map, unsupported pixel format).
-    Config,
-    /// A bus or pin operation failed.
-    Io,
-    /// Anything else.
-    Other,
-}
-
-impl ErrorKind {
-    /// Whether a retry of the same operation may succeed without a person doing anything.
-    pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Timeout | ErrorKind::Dropped | ErrorKind::Disconnected
-        )
-    }
-}
-
-/// A peripheral error: displayable, with a [`ErrorKind`].
-pub trait Error: std::error::Error {
-    /// What kind of failure this is.
-    fn kind(&self) -> ErrorKind;
-}
-
-/// A source of frames.
-pub trait Camera {
-    /// Why a frame could not be had.
-    type Error: Error;
-
-    /// Takes the next frame (blocking, bounded by the backend's timeout).
-    fn capture(&mut self) -> Result<Frame, Self::Error>;
-
-    /// Drops frames already queued so the next [`Camera::capture`] shows the scene as it is *now* (after a
-    /// motor move). The default takes and discards one frame.
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        self.capture().map(|_| ())
-    }
-}
-
-impl<T: Camera + ?Sized> Camera for &mut T {
-    type Error = T::Error;
-    fn capture(&mut self) -> Result<Frame, Self::Error> {
-        T::capture(self)
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        T::flush(self)
-    }
-}
-
-impl<T: Camera + ?Sized> Camera for Box<T> {
-    type Error = T::Error;
-    fn capture(&mut self) -> Result<Frame, Self::Error> {
-        T::capture(self)
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        T::flush(self)
-    }
-}
 
 /// Largest illumination level: levels are per mille of full brightness.
 pub const FULL: u16 = 1000;

@@ -49,8 +49,9 @@ use rppal::pwm::{Channel, Polarity, Pwm};
 use super::config::{AxisPins, BoardConfig};
 use super::led::PwmLed;
 use super::stepper::{Stepper, XyStage};
-use super::{Camera, Error, ErrorKind, Microscope, PinButton, PinStatusLed};
-use crate::capture::{self, CaptureError};
+use super::{Microscope, PinButton, PinStatusLed};
+use crate::capture::{self, Camera, CaptureError};
+use crate::hw::{Error, ErrorKind};
 
 /// rppal's hardware PWM behind embedded-hal 1.0's [`SetDutyCycle`] (rppal 0.22 implements only the 0.2
 /// `PwmPin`). Duty is 16-bit.
@@ -114,19 +115,23 @@ pub struct Board {
 #[derive(Debug, thiserror::Error)]
 pub enum RpiError {
     /// GPIO could not be opened, or a pin is busy.
-    #[error("{what}: {source} (is the user in the `gpio` group? see board::rpi Troubleshooting)")]
+    #[error(
+        "{what}: cannot open (is the user in the `gpio` group? see board::rpi Troubleshooting)"
+    )]
     Gpio {
         /// Which pin.
         what: String,
         /// rppal's error.
+        #[source]
         source: rppal::gpio::Error,
     },
     /// The PWM channel could not be opened.
-    #[error("led PWM channel {channel}: {source} (is `dtoverlay=pwm` in config.txt?)")]
+    #[error("led PWM channel {channel}: cannot open (is `dtoverlay=pwm` in config.txt?)")]
     Pwm {
         /// The channel.
         channel: u8,
         /// rppal's error.
+        #[source]
         source: rppal::pwm::Error,
     },
     /// The camera could not be opened.

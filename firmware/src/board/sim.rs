@@ -1,9 +1,12 @@
 //! The simulated microscope: a real smear as the slide, a focus axis with a defocus model, a dimmable
 //! light, an XY stage, a button that a "user" presses, and fault injection.
 //!
-//! - **Slide**: the images of a folder (the bundled `samples/smears/*.jpg`, or the BCCD `JPEGImages` for
-//!   bigger runs) tiled over a `cols × rows` grid of fields; stage position `(x, y)` (one step = one field)
-//!   selects image `(y·cols + x) mod n`, mirrored on later laps so repeated fields differ.
+//! - **Slide** ([`Slide`]): the 8 sample smears of `samples/smears`, built into the binary so a deployed
+//!   `leukoscope run --sim` works anywhere, or the images of a folder (e.g. the BCCD `JPEGImages` for
+//!   bigger runs), tiled over a `cols × rows` grid of fields; stage position `(x, y)` (one step = one
+//!   field) selects image `(y·cols + x) mod n`, mirrored on later laps so repeated fields differ. A grid
+//!   with more fields than the slide has images shows the same cells again: [`SimHandle::wrap`] says so
+//!   before a run, [`SimHandle::wrapped`] after it.
 //! - **Focus**: steps in `focus_range`; the sharpest position is drawn from the seed and not exposed to the
 //!   code under test (only to the test, via [`SimHandle::best_focus`]). A defocus of `d` steps blurs the
 //!   field with a box of radius `d / steps_per_px` pixels, blended between integer radii so sharpness falls
@@ -15,23 +18,133 @@
 //!
 //! Everything is deterministic for a given seed.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{
-    Button, Camera, Error, ErrorKind, Focus, Illumination, Microscope, Stage, Status, StatusLed,
-    FULL,
-};
+use super::{Button, Focus, Illumination, Microscope, Stage, Status, StatusLed, FULL};
 use crate::capture::replay::list_images;
-use crate::capture::CaptureError;
+use crate::capture::{Camera, CaptureError};
 use crate::frame::Frame;
+use crate::hw::{Error, ErrorKind};
+
+/// The sample smears of `samples/smears` (8 BCCD frames, 640×480), built into the binary.
+const BUNDLED: [(&str, &[u8]); 8] = [
+    (
+        "BloodImage_00001.jpg",
+        include_bytes!("../../../samples/smears/BloodImage_00001.jpg"),
+    ),
+    (
+        "BloodImage_00006.jpg",
+        include_bytes!("../../../samples/smears/BloodImage_00006.jpg"),
+    ),
+    (
+        "BloodImage_00026.jpg",
+        include_bytes!("../../../samples/smears/BloodImage_00026.jpg"),
+    ),
+    (
+        "BloodImage_00055.jpg",
+        include_bytes!("../../../samples/smears/BloodImage_00055.jpg"),
+    ),
+    (
+        "BloodImage_00062.jpg",
+        include_bytes!("../../../samples/smears/BloodImage_00062.jpg"),
+    ),
+    (
+        "BloodImage_00076.jpg",
+        include_bytes!("../../../samples/smears/BloodImage_00076.jpg"),
+    ),
+    (
+        "BloodImage_00104.jpg",
+        include_bytes!("../../../samples/smears/BloodImage_00104.jpg"),
+    ),
+    (
+        "BloodImage_00110.jpg",
+        include_bytes!("../../../samples/smears/BloodImage_00110.jpg"),
+    ),
+];
+
+/// Where the simulated slide's images come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slide {
+    /// The 8 sample smears of `samples/smears`, built into the binary (works without a source tree).
+    Bundled,
+    /// An image file, or a folder of them (sorted, recursively).
+    Path(PathBuf),
+}
+
+impl From<PathBuf> for Slide {
+    fn from(p: PathBuf) -> Self {
+        Slide::Path(p)
+    }
+}
+
+impl std::fmt::Display for Slide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slide::Bundled => write!(f, "bundled samples/smears ({} frames)", BUNDLED.len()),
+            Slide::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl Slide {
+    /// Decodes the slide's images, in order.
+    fn load(&self) -> Result<Vec<Frame>, CaptureError> {
+        let slide = |source| CaptureError::Slide { source };
+        match self {
+            Slide::Bundled => BUNDLED
+                .iter()
+                .map(|(_, jpeg)| Frame::decode(jpeg).map_err(slide))
+                .collect(),
+            Slide::Path(p) => list_images(p)?
+                .iter()
+                .map(|f| Frame::open(f).map_err(slide))
+                .collect(),
+        }
+    }
+}
+
+/// The slide grid has more fields than the slide has images: later fields show the same cells again
+/// (mirrored), so a count over them counts those cells more than once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wrap {
+    /// Images on the slide.
+    pub frames: u32,
+    /// Fields of the grid (for [`SimHandle::wrap`]) or fields served (for [`SimHandle::wrapped`]).
+    pub fields: u32,
+}
+
+impl Wrap {
+    fn of(frames: u32, fields: u32) -> Option<Wrap> {
+        (fields > frames).then_some(Wrap { frames, fields })
+    }
+
+    /// How many times each image is shown, on average.
+    pub fn times(&self) -> f64 {
+        f64::from(self.fields) / f64::from(self.frames.max(1))
+    }
+}
+
+impl std::fmt::Display for Wrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the simulated slide has {} frames for {} fields: each frame is shown {:.1} times on \
+             average (mirrored), so the same cells are counted again",
+            self.frames,
+            self.fields,
+            self.times()
+        )
+    }
+}
 
 /// How the simulator is built.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Folder (or file) of smear images: the slide.
-    pub slide: PathBuf,
+    /// The slide's images.
+    pub slide: Slide,
     /// Fields `(cols, rows)`; default: the smallest square grid holding every image once.
     pub grid: Option<(u32, u32)>,
     /// Seeds best focus, start position and noise.
@@ -49,8 +162,8 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Defaults for a slide folder.
-    pub fn new(slide: impl Into<PathBuf>) -> Self {
+    /// Defaults for a slide.
+    pub fn new(slide: impl Into<Slide>) -> Self {
         SimConfig {
             slide: slide.into(),
             grid: None,
@@ -63,9 +176,9 @@ impl SimConfig {
         }
     }
 
-    /// The bundled sample smears (8 BCCD frames), for tests and demos from a source checkout.
+    /// The bundled sample smears (8 BCCD frames, built into the binary).
     pub fn bundled() -> Self {
-        SimConfig::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/smears"))
+        SimConfig::new(Slide::Bundled)
     }
 }
 
@@ -121,12 +234,13 @@ struct State {
     best_focus: i32,
     focus: i32,
     homed: bool,
-    focus_moves: u64,
     light: u16,
     stage: (i32, i32),
     faults: Faults,
     captures: u64,
     served: u64,
+    /// Fields that produced a frame.
+    fields_served: BTreeSet<u32>,
     rng: u64,
     presses: u64,
     status: Option<Status>,
@@ -151,15 +265,12 @@ fn lock(s: &Shared) -> MutexGuard<'_, State> {
 
 /// Builds a simulated microscope and a handle to inspect and disturb it.
 pub fn microscope(cfg: SimConfig) -> Result<(SimMicroscope, SimHandle), CaptureError> {
-    let files = list_images(&cfg.slide)?;
-    let mut fields = Vec::with_capacity(files.len());
-    for f in &files {
-        let frame = Frame::open(f).map_err(|e| CaptureError::Config {
-            backend: "sim",
-            reason: e.to_string(),
-        })?;
-        fields.push(frame.downscale(cfg.downscale.max(1)));
-    }
+    let fields: Vec<Frame> = cfg
+        .slide
+        .load()?
+        .iter()
+        .map(|f| f.downscale(cfg.downscale.max(1)))
+        .collect();
     let n = fields.len() as u32;
     let grid = cfg.grid.unwrap_or_else(|| {
         let cols = (f64::from(n).sqrt().ceil() as u32).max(1);
@@ -180,12 +291,12 @@ pub fn microscope(cfg: SimConfig) -> Result<(SimMicroscope, SimHandle), CaptureE
         best_focus: best as i32,
         focus: start as i32,
         homed: false,
-        focus_moves: 0,
         light: 0,
         stage: (0, 0),
         faults: Faults::default(),
         captures: 0,
         served: 0,
+        fields_served: BTreeSet::new(),
         rng,
         presses: 0,
         status: None,
@@ -213,25 +324,21 @@ impl SimHandle {
     pub fn best_focus(&self) -> i32 {
         lock(&self.0).best_focus
     }
-    /// Frames served so far (captures that returned a frame).
-    pub fn frames(&self) -> u64 {
-        lock(&self.0).served
+    /// Whether the grid has more fields than the slide has images (then a count that visits them all
+    /// counts cells again): say so before a run.
+    pub fn wrap(&self) -> Option<Wrap> {
+        let s = lock(&self.0);
+        Wrap::of(s.fields.len() as u32, s.grid.0 * s.grid.1)
     }
-    /// Capture calls so far, failed ones included.
-    pub fn captures(&self) -> u64 {
-        lock(&self.0).captures
-    }
-    /// The slide grid `(cols, rows)`.
-    pub fn grid(&self) -> (u32, u32) {
-        lock(&self.0).grid
+    /// Whether the fields served so far went past the slide's images (some cells were shown again): say
+    /// so after a run.
+    pub fn wrapped(&self) -> Option<Wrap> {
+        let s = lock(&self.0);
+        Wrap::of(s.fields.len() as u32, s.fields_served.len() as u32)
     }
     /// Current illumination level.
     pub fn light(&self) -> u16 {
         lock(&self.0).light
-    }
-    /// Focus moves performed.
-    pub fn focus_moves(&self) -> u64 {
-        lock(&self.0).focus_moves
     }
     /// Button presses consumed.
     pub fn presses(&self) -> u64 {
@@ -247,10 +354,6 @@ impl SimHandle {
         faults.unplug_at_frame = faults.unplug_at_frame.map(|n| s.served + n);
         s.faults = faults;
     }
-    /// The injected faults now (counters such as `unplugged_for` run down).
-    pub fn faults(&self) -> Faults {
-        lock(&self.0).faults
-    }
     /// The frame the camera would show at a given focus position on the current field, noise-free.
     pub fn render_at(&self, focus: i32) -> Frame {
         let s = lock(&self.0);
@@ -260,10 +363,14 @@ impl SimHandle {
     }
 }
 
-fn field_frame(s: &State) -> Frame {
-    let (cols, _) = s.grid;
+/// The field under the objective: `y·cols + x`.
+fn field_index(s: &State) -> u32 {
     let (x, y) = (s.stage.0.max(0) as u32, s.stage.1.max(0) as u32);
-    let idx = (y * cols + x) as usize;
+    y * s.grid.0 + x
+}
+
+fn field_frame(s: &State) -> Frame {
+    let idx = field_index(s) as usize;
     let n = s.fields.len();
     let base = &s.fields[idx % n];
     match (idx / n) % 4 {
@@ -313,7 +420,7 @@ fn box_blur(f: &Frame, r: u32) -> Vec<u8> {
 }
 
 /// Blurs by a fractional radius: a blend of the two neighbouring integer box radii.
-pub fn defocus(f: &Frame, radius: f32) -> Frame {
+fn defocus(f: &Frame, radius: f32) -> Frame {
     let r0 = radius.floor().max(0.0);
     let t = ((radius - r0) * 256.0) as u32;
     let a = box_blur(f, r0 as u32);
@@ -357,6 +464,7 @@ impl Camera for SimCamera {
             return Err(CaptureError::Disconnected {
                 backend: "sim",
                 reason: "camera unplugged (injected)".into(),
+                source: None,
             });
         }
         if s.faults.timeout_every > 0 && n % u64::from(s.faults.timeout_every) == 0 {
@@ -393,9 +501,14 @@ impl Camera for SimCamera {
             })
             .collect();
         s.served += 1;
-        Frame::new(blurred.width(), blurred.height(), data).map_err(|e| CaptureError::Config {
-            backend: "sim",
-            reason: e.to_string(),
+        let field = field_index(&s);
+        s.fields_served.insert(field);
+        Frame::new(blurred.width(), blurred.height(), data).map_err(|source| {
+            CaptureError::Undecodable {
+                backend: "sim",
+                frame: n,
+                source,
+            }
         })
     }
 
@@ -453,9 +566,6 @@ impl Focus for SimFocus {
                 ErrorKind::Stalled,
                 "motor stalled (injected)",
             ));
-        }
-        if position != s.focus {
-            s.focus_moves += 1;
         }
         s.focus = position;
         Ok(())
@@ -533,11 +643,6 @@ impl StatusLed for SimStatus {
         lock(&self.0).status = Some(status);
         Ok(())
     }
-}
-
-/// Whether a path holds a usable slide (for CLI messages).
-pub fn check_slide(path: &Path) -> Result<usize, CaptureError> {
-    list_images(path).map(|v| v.len())
 }
 
 #[cfg(test)]
@@ -640,6 +745,65 @@ mod tests {
                 .kind(),
             ErrorKind::Limit
         );
+    }
+
+    /// `run --sim` pointed at the build machine's source tree (`CARGO_MANIFEST_DIR`): the bundled slide
+    /// must be the sample folder's images, built in.
+    #[test]
+    fn bundled_slide_is_the_sample_folder_built_in() {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/smears"));
+        let files = list_images(&dir).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.file_name()?.to_str().map(str::to_owned))
+            .collect();
+        let bundled: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, bundled);
+        assert_eq!(
+            Slide::Bundled.load().unwrap(),
+            Slide::Path(dir).load().unwrap()
+        );
+        assert_eq!(
+            Slide::Bundled.to_string(),
+            "bundled samples/smears (8 frames)"
+        );
+    }
+
+    #[test]
+    fn a_grid_bigger_than_the_slide_says_it_wraps() {
+        let (mut m, h) = microscope(SimConfig {
+            grid: Some((10, 10)),
+            ..small()
+        })
+        .unwrap();
+        let w = h.wrap().expect("100 fields over 8 frames wrap");
+        assert_eq!((w.frames, w.fields, w.times()), (8, 100, 12.5));
+        let msg = w.to_string();
+        assert!(
+            msg.contains("8 frames for 100 fields") && msg.contains("12.5 times"),
+            "{msg}"
+        );
+        m.light.set_level(700).unwrap();
+        for x in 0..8 {
+            m.stage.as_mut().unwrap().move_to((x, 0)).unwrap();
+            m.camera.capture().unwrap();
+        }
+        assert_eq!(h.wrapped(), None, "8 fields of 8 frames: each shown once");
+        m.stage.as_mut().unwrap().move_to((8, 0)).unwrap();
+        m.camera.capture().unwrap();
+        assert_eq!(h.wrapped().map(|w| w.fields), Some(9));
+        let (_, fits) = microscope(SimConfig {
+            grid: Some((2, 4)),
+            ..small()
+        })
+        .unwrap();
+        assert_eq!(fits.wrap(), None, "8 fields hold every frame once");
+    }
+
+    #[test]
+    fn missing_slide_folder_is_named() {
+        let err = microscope(SimConfig::new(PathBuf::from("/nonexistent/slide"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/slide"), "{err}");
     }
 
     #[test]

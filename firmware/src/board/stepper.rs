@@ -7,13 +7,14 @@
 //! objective into the slide.
 //!
 //! Timing: each step is a `pulse_ns` high pulse followed by a low time that makes up the step interval of
-//! the ramp ([`ramp_interval_ns`]): speed rises by `sqrt(2·a·i)` from the start, is capped at
+//! the ramp: speed rises by `sqrt(2·a·i)` from the start, is capped at
 //! `max_speed`, and falls symmetrically towards the end, so short moves become triangles.
 
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{InputPin, OutputPin};
 
-use super::{Error, ErrorKind, Focus, Stage};
+use super::{Focus, Stage};
+use crate::hw::{Error, ErrorKind};
 
 /// Mechanics and safety limits of one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -117,7 +118,7 @@ impl Error for StepperError {
 
 /// The interval (ns) between step `i` and step `i + 1` of an `n`-step move: trapezoidal (or triangular)
 /// speed profile, `v = min(max_speed, sqrt(2·a·(i+1)), sqrt(2·a·(n−i)))`.
-pub fn ramp_interval_ns(i: u32, n: u32, config: &StepperConfig) -> u32 {
+fn ramp_interval_ns(i: u32, n: u32, config: &StepperConfig) -> u32 {
     let a = f64::from(config.accel.max(1));
     let from_start = (2.0 * a * f64::from(i + 1)).sqrt();
     let to_end = (2.0 * a * f64::from(n.saturating_sub(i).max(1))).sqrt();

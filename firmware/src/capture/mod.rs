@@ -4,15 +4,20 @@
 //!   child process streaming MJPEG on stdout; needs nothing but std.
 //! - `v4l2` (feature `v4l2`): USB/UVC microscope cameras, MJPEG or YUYV.
 //! - [`replay`]: frames from image files or folders, for demos and regression runs.
-//! - [`sim`]: the simulated microscope's camera (see [`crate::board::sim`]).
+//!
+//! The simulated microscope's camera, `board::sim::SimCamera`, implements [`Camera`] in
+//! [`crate::board::sim`], next to the simulated focus and light whose state it renders.
 //!
 //! All backends share one error type, [`CaptureError`], whose [`Error::kind`] tells the run loop whether
 //! to retry (timeout, dropped frame), back off (disconnected) or stop (configuration).
+//!
+//! This module must not depend on [`crate::board`] (which uses it): the shared error vocabulary is
+//! [`crate::hw`].
 
 use std::path::PathBuf;
 
-pub use crate::board::Camera;
-use crate::board::{Error, ErrorKind};
+use crate::frame::{Frame, FrameError};
+use crate::hw::{Error, ErrorKind};
 
 pub mod mjpeg;
 pub mod replay;
@@ -21,9 +26,39 @@ pub mod rpicam;
 pub mod v4l2;
 pub mod yuyv;
 
-/// Re-export: the simulated camera lives with the rest of the simulator.
-pub mod sim {
-    pub use crate::board::sim::SimCamera;
+/// A source of frames.
+pub trait Camera {
+    /// Why a frame could not be had.
+    type Error: Error;
+
+    /// Takes the next frame (blocking, bounded by the backend's timeout).
+    fn capture(&mut self) -> Result<Frame, Self::Error>;
+
+    /// Drops frames already queued so the next [`Camera::capture`] shows the scene as it is *now* (after a
+    /// motor move). The default takes and discards one frame.
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.capture().map(|_| ())
+    }
+}
+
+impl<T: Camera + ?Sized> Camera for &mut T {
+    type Error = T::Error;
+    fn capture(&mut self) -> Result<Frame, Self::Error> {
+        T::capture(self)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        T::flush(self)
+    }
+}
+
+impl<T: Camera + ?Sized> Camera for Box<T> {
+    type Error = T::Error;
+    fn capture(&mut self) -> Result<Frame, Self::Error> {
+        T::capture(self)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        T::flush(self)
+    }
 }
 
 /// Why a frame could not be had.
@@ -37,7 +72,7 @@ pub enum CaptureError {
         /// The timeout.
         ms: u64,
     },
-    /// A frame arrived but could not be decoded (truncated JPEG, wrong length); it was dropped.
+    /// A frame arrived damaged (wrong length, injected corruption); it was dropped.
     #[error("{backend}: frame {frame} dropped: {reason}")]
     Dropped {
         /// Which backend.
@@ -47,28 +82,46 @@ pub enum CaptureError {
         /// What was wrong with it.
         reason: String,
     },
+    /// A frame arrived but could not be decoded (truncated JPEG, unreadable file); it was dropped.
+    #[error("{backend}: frame {frame} dropped")]
+    Undecodable {
+        /// Which backend.
+        backend: &'static str,
+        /// Frame number in this backend's stream.
+        frame: u64,
+        /// Why it did not decode.
+        #[source]
+        source: FrameError,
+    },
     /// The camera is gone: unplugged, or its process exited. The backend reconnects on the next capture.
     #[error("{backend}: camera disconnected: {reason}")]
     Disconnected {
         /// Which backend.
         backend: &'static str,
-        /// What happened (exit status, last lines of the camera program's log).
+        /// What happened (device node, exit status, last lines of the camera program's log).
         reason: String,
+        /// The system's error, where there is one.
+        #[source]
+        source: Option<std::io::Error>,
     },
     /// The camera program is not installed.
-    #[error("none of {programs:?} could be started: {reason} (install rpicam-apps: apt install rpicam-apps)")]
+    #[error(
+        "none of {programs:?} could be started (install rpicam-apps: apt install rpicam-apps)"
+    )]
     NotInstalled {
         /// Programs tried.
         programs: Vec<String>,
         /// The last spawn error.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// A file or device could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         /// The file or device.
         path: PathBuf,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// The camera cannot be used as configured (format, size, empty replay folder).
@@ -78,6 +131,13 @@ pub enum CaptureError {
         backend: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// An image of the simulator's slide could not be loaded.
+    #[error("sim: cannot load the slide")]
+    Slide {
+        /// Why (the error names the file).
+        #[source]
+        source: FrameError,
     },
     /// A replay ran out of frames.
     #[error("{backend}: end of stream after {frames} frames")]
@@ -93,9 +153,11 @@ impl Error for CaptureError {
     fn kind(&self) -> ErrorKind {
         match self {
             CaptureError::Timeout { .. } => ErrorKind::Timeout,
-            CaptureError::Dropped { .. } => ErrorKind::Dropped,
+            CaptureError::Dropped { .. } | CaptureError::Undecodable { .. } => ErrorKind::Dropped,
             CaptureError::Disconnected { .. } => ErrorKind::Disconnected,
-            CaptureError::NotInstalled { .. } | CaptureError::Config { .. } => ErrorKind::Config,
+            CaptureError::NotInstalled { .. }
+            | CaptureError::Config { .. }
+            | CaptureError::Slide { .. } => ErrorKind::Config,
             CaptureError::Io { .. } => ErrorKind::Io,
             CaptureError::EndOfStream { .. } => ErrorKind::Other,
         }

@@ -96,10 +96,10 @@ impl Camera for Replay {
         let path = &self.files[self.next];
         self.next += 1;
         self.served += 1;
-        Frame::open(path).map_err(|e| CaptureError::Dropped {
+        Frame::open(path).map_err(|source| CaptureError::Undecodable {
             backend: "replay",
             frame: self.served - 1,
-            reason: e.to_string(),
+            source,
         })
     }
 
@@ -111,7 +111,7 @@ impl Camera for Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::{Error, ErrorKind};
+    use crate::hw::{Error, ErrorKind};
 
     #[test]
     fn serves_bundled_smears_in_order_then_ends() {

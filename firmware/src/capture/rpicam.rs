@@ -22,11 +22,12 @@ use super::{Camera, CameraConfig, CaptureError};
 use crate::frame::Frame;
 
 /// Programs tried in order when none is configured.
-pub const PROGRAMS: [&str; 2] = ["rpicam-vid", "libcamera-vid"];
+const PROGRAMS: [&str; 2] = ["rpicam-vid", "libcamera-vid"];
 
 enum Msg {
     Jpeg(Vec<u8>),
-    Eof(String),
+    /// The stream ended: cleanly (`None`) or with a read error.
+    Eof(Option<std::io::Error>),
 }
 
 struct Running {
@@ -101,12 +102,15 @@ impl RpiCam {
             None => PROGRAMS.iter().map(|s| s.to_string()).collect(),
         };
         let args = self.args();
-        let mut last_err = String::new();
+        let mut last_err = None;
         for program in &programs {
             // A path that does not exist is "not installed" too. Checked up front because some spawners
             // (e.g. qemu-user running this binary) report the failed exec as a started-then-dead child.
             if program.contains('/') && !std::path::Path::new(program).exists() {
-                last_err = format!("{program}: no such file");
+                last_err = Some(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{program}: no such file"),
+                ));
                 continue;
             }
             let spawned = Command::new(program)
@@ -118,13 +122,15 @@ impl RpiCam {
             let mut child = match spawned {
                 Ok(c) => c,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    last_err = format!("{program}: {e}");
+                    // The spawn error does not name the program: say which one was not found.
+                    last_err = Some(std::io::Error::new(e.kind(), format!("{program}: {e}")));
                     continue;
                 }
                 Err(e) => {
                     return Err(CaptureError::Disconnected {
                         backend: "rpicam",
-                        reason: format!("cannot start {program}: {e}"),
+                        reason: format!("cannot start {program}"),
+                        source: Some(e),
                     })
                 }
             };
@@ -136,7 +142,7 @@ impl RpiCam {
                     let mut buf = vec![0u8; 64 * 1024];
                     let why = loop {
                         match out.read(&mut buf) {
-                            Ok(0) => break "end of stream".to_string(),
+                            Ok(0) => break None,
                             Ok(n) => {
                                 for jpeg in splitter.push(&buf[..n]) {
                                     match tx.try_send(Msg::Jpeg(jpeg)) {
@@ -146,7 +152,7 @@ impl RpiCam {
                                     }
                                 }
                             }
-                            Err(e) => break format!("read error: {e}"),
+                            Err(e) => break Some(e),
                         }
                     };
                     let _ = tx.send(Msg::Eof(why));
@@ -176,7 +182,9 @@ impl RpiCam {
         }
         Err(CaptureError::NotInstalled {
             programs,
-            reason: last_err,
+            source: last_err.unwrap_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no camera program configured")
+            }),
         })
     }
 
@@ -224,19 +232,25 @@ impl Camera for RpiCam {
         match msg {
             Ok(Msg::Jpeg(bytes)) => {
                 self.frames += 1;
-                Frame::decode(&bytes).map_err(|e| CaptureError::Dropped {
+                Frame::decode(&bytes).map_err(|source| CaptureError::Undecodable {
                     backend: "rpicam",
                     frame: self.frames - 1,
-                    reason: e.to_string(),
+                    source,
                 })
             }
             Ok(Msg::Eof(why)) => {
                 // Give the child a moment to finish writing its last log line.
                 std::thread::sleep(Duration::from_millis(50));
                 let status = self.stop();
+                let what = if why.is_some() {
+                    "read error"
+                } else {
+                    "end of stream"
+                };
                 Err(CaptureError::Disconnected {
                     backend: "rpicam",
-                    reason: format!("{why}: {status}"),
+                    reason: format!("{what}: {status}"),
+                    source: why,
                 })
             }
             Err(RecvTimeoutError::Timeout) => Err(CaptureError::Timeout {
@@ -248,6 +262,7 @@ impl Camera for RpiCam {
                 Err(CaptureError::Disconnected {
                     backend: "rpicam",
                     reason: status,
+                    source: None,
                 })
             }
         }
@@ -267,6 +282,7 @@ impl Camera for RpiCam {
             return Err(CaptureError::Disconnected {
                 backend: "rpicam",
                 reason: status,
+                source: None,
             });
         }
         Ok(())
@@ -276,7 +292,7 @@ impl Camera for RpiCam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::{Error, ErrorKind};
+    use crate::hw::{Error, ErrorKind};
 
     fn smear() -> String {
         concat!(

@@ -38,7 +38,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaptureError + '_ {
         if e.kind() == std::io::ErrorKind::NotFound {
             CaptureError::Disconnected {
                 backend: "v4l2",
-                reason: format!("{}: {e}", path.display()),
+                reason: path.display().to_string(),
+                source: Some(e),
             }
         } else {
             CaptureError::Io {
@@ -107,6 +108,7 @@ impl Camera for V4l2Camera {
             return Err(CaptureError::Disconnected {
                 backend: "v4l2",
                 reason: "stream not open".into(),
+                source: None,
             });
         };
         let (w, h, format) = (*w, *h, *format);
@@ -116,14 +118,15 @@ impl Camera for V4l2Camera {
                 let used = (meta.bytesused as usize).min(buf.len());
                 let data = &buf[..used];
                 match format {
-                    PixelFormat::Mjpeg => Frame::decode(data).map_err(|e| e.to_string()),
-                    PixelFormat::Yuyv => yuyv::to_frame(w, h, data).map_err(|e| e.to_string()),
+                    PixelFormat::Mjpeg => {
+                        Frame::decode(data).map_err(|source| CaptureError::Undecodable {
+                            backend: "v4l2",
+                            frame: frame_no,
+                            source,
+                        })
+                    }
+                    PixelFormat::Yuyv => yuyv::to_frame(w, h, data, frame_no),
                 }
-                .map_err(|reason| CaptureError::Dropped {
-                    backend: "v4l2",
-                    frame: frame_no,
-                    reason,
-                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(CaptureError::Timeout {
                 backend: "v4l2",
@@ -133,7 +136,8 @@ impl Camera for V4l2Camera {
                 self.stream = None; // reopen on the next capture
                 Err(CaptureError::Disconnected {
                     backend: "v4l2",
-                    reason: format!("{}: {e}", self.config.device.display()),
+                    reason: self.config.device.display().to_string(),
+                    source: Some(e),
                 })
             }
         };

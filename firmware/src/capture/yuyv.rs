@@ -3,13 +3,14 @@
 use super::CaptureError;
 use crate::frame::Frame;
 
-/// Converts one YUYV buffer (`Y0 U Y1 V` per pixel pair) to an RGB frame.
-pub fn to_frame(width: u32, height: u32, data: &[u8]) -> Result<Frame, CaptureError> {
+/// Converts one YUYV buffer (`Y0 U Y1 V` per pixel pair) to an RGB frame; `frame` (the stream's frame
+/// number) only names it in errors.
+pub fn to_frame(width: u32, height: u32, data: &[u8], frame: u64) -> Result<Frame, CaptureError> {
     let need = width as usize * height as usize * 2;
     if width % 2 != 0 || data.len() < need {
         return Err(CaptureError::Dropped {
             backend: "v4l2",
-            frame: 0,
+            frame,
             reason: format!(
                 "YUYV buffer of {} bytes for {width}x{height} (need {need})",
                 data.len()
@@ -27,9 +28,10 @@ pub fn to_frame(width: u32, height: u32, data: &[u8]) -> Result<Frame, CaptureEr
             rgb.push(clamp(c + 516 * u));
         }
     }
-    Frame::new(width, height, rgb).map_err(|e| CaptureError::Config {
+    Frame::new(width, height, rgb).map_err(|source| CaptureError::Undecodable {
         backend: "v4l2",
-        reason: e.to_string(),
+        frame,
+        source,
     })
 }
 
@@ -40,18 +42,18 @@ mod tests {
     #[test]
     fn grey_white_black_and_red() {
         // Y=235 white, Y=16 black, neutral chroma.
-        let f = to_frame(2, 1, &[235, 128, 16, 128]).unwrap();
+        let f = to_frame(2, 1, &[235, 128, 16, 128], 0).unwrap();
         assert_eq!(f.pixel(0, 0), [255, 255, 255]);
         assert_eq!(f.pixel(1, 0), [0, 0, 0]);
         // BT.601 red: Y=81 U=90 V=240.
-        let r = to_frame(2, 1, &[81, 90, 81, 240]).unwrap();
+        let r = to_frame(2, 1, &[81, 90, 81, 240], 0).unwrap();
         let [red, green, blue] = r.pixel(0, 0);
         assert!(red > 250 && green < 5 && blue < 5, "{:?}", r.pixel(0, 0));
     }
 
     #[test]
     fn short_buffer_is_a_dropped_frame() {
-        assert!(to_frame(4, 4, &[0; 10]).is_err());
-        assert!(to_frame(3, 1, &[0; 6]).is_err());
+        assert!(to_frame(4, 4, &[0; 10], 0).is_err());
+        assert!(to_frame(3, 1, &[0; 6], 0).is_err());
     }
 }

@@ -65,12 +65,12 @@ fn pooled(runs: &[FoldRun], acc: impl Fn(&FoldRun) -> f64) -> f64 {
 #[derive(Debug, thiserror::Error)]
 pub enum CvError {
     /// A log could not be read or parsed.
-    #[error("{path}: {reason}")]
+    #[error("{path}")]
     Log {
-        /// The file.
+        /// The file or folder.
         path: PathBuf,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong (an I/O or a JSON error).
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Two finished runs claim the same recipe and fold.
     #[error("{a} and {b} are both fold {fold} of the same recipe")]
@@ -94,7 +94,7 @@ pub fn read_logs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, RunLog)>, CvError> {
         }
         let rd = std::fs::read_dir(p).map_err(|e| CvError::Log {
             path: p.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         let mut found: Vec<PathBuf> = rd
             .filter_map(|e| e.ok())
@@ -109,11 +109,11 @@ pub fn read_logs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, RunLog)>, CvError> {
         .map(|f| {
             let text = std::fs::read_to_string(&f).map_err(|e| CvError::Log {
                 path: f.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             let log = serde_json::from_str::<RunLog>(&text).map_err(|e| CvError::Log {
                 path: f.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             Ok((f, log))
         })

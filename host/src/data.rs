@@ -19,7 +19,7 @@ pub const DEFAULT_DATA: &str = "../shared/data/blood-cells";
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A folder or file is missing or unreadable.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -290,6 +290,59 @@ fn split_by(
         train,
         val,
         val_smears,
+    }
+}
+
+/// The images a `--split` names: a split folder of the data set, or `VAL`, the smear-grouped validation part
+/// of TRAIN (the smears a training run with the same seed and fraction held out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Subset {
+    /// All of `TRAIN`.
+    #[value(name = "TRAIN")]
+    Train,
+    /// The validation smears of `TRAIN` (see [`grouped_split`]).
+    #[value(name = "VAL")]
+    Val,
+    /// `TEST`: augmentations of the 71 test smears.
+    #[value(name = "TEST")]
+    Test,
+    /// `TEST_SIMPLE`: the 71 test smears, unaugmented.
+    #[value(name = "TEST_SIMPLE")]
+    TestSimple,
+}
+
+impl Subset {
+    /// The name as the data set and the model card's `metrics` spell it: `TRAIN`, `VAL`, `TEST`, `TEST_SIMPLE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subset::Train => "TRAIN",
+            Subset::Val => "VAL",
+            Subset::Test => "TEST",
+            Subset::TestSimple => "TEST_SIMPLE",
+        }
+    }
+
+    /// The samples under `root`; `VAL` is the validation side of [`grouped_split`] with `val_fraction` and
+    /// `seed`, which must be those of the training run.
+    pub fn samples(
+        self,
+        root: &Path,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Result<Vec<Sample>, DataError> {
+        if self != Subset::Val {
+            return list(root, self.name());
+        }
+        let all = list(root, Subset::Train.name())?;
+        let smears = source_smears(root)?;
+        let split = grouped_split(&all, &smears, val_fraction, seed);
+        Ok(split.val.iter().map(|&i| all[i].clone()).collect())
+    }
+}
+
+impl std::fmt::Display for Subset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -87,21 +87,14 @@ impl Scores {
         Ok(())
     }
 
-    /// Top-1 predicted class index per sample (see [`argmax`]).
+    /// Top-1 predicted class index per sample ([`leukoscope::cell::argmax`]: on an exact tie the lowest index
+    /// wins, as on the device).
     pub fn predictions(&self) -> Vec<usize> {
-        self.probs.iter().map(argmax).collect()
+        self.probs
+            .iter()
+            .map(|p| leukoscope::cell::argmax(p).map_or(0, |(i, _)| i))
+            .collect()
     }
-}
-
-/// Index of the largest probability; on an exact tie the lowest index wins.
-pub fn argmax(probs: &[f32; NUM_CLASSES]) -> usize {
-    let mut best = 0;
-    for (i, &p) in probs.iter().enumerate().skip(1) {
-        if p > probs[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Why a [`Scores`] cannot be evaluated.
@@ -172,6 +165,10 @@ pub struct Average {
 /// The evaluation of one model on one split: what the report shows, and what is stored as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The evaluated model file, e.g. `"edge16-int8-weights.onnx"` (absent in reports written before it was
+    /// recorded, and for checkpoints evaluated in tch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Network architecture, e.g. `"edge"`.
     pub arch: String,
     /// Evaluated split, e.g. `"TEST"`.
@@ -234,6 +231,7 @@ pub fn evaluate(
         / n as f64;
 
     Ok(Report {
+        model: None,
         arch: arch.to_string(),
         split: split.to_string(),
         recipe: recipe.to_string(),
@@ -343,19 +341,32 @@ pub fn roc_curve(scores: &Scores, class: usize) -> Vec<(f64, f64)> {
     points
 }
 
+/// Share of samples on which two models' top-1 predictions agree (0 for no samples).
+///
+/// # Panics
+/// If the two lists differ in length.
+pub fn agreement(a: &[usize], b: &[usize]) -> f64 {
+    assert_eq!(a.len(), b.len(), "predictions of the same samples");
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+}
+
 impl Report {
     /// Metrics of `class`, if the report has them.
     pub fn class(&self, class: Class) -> Option<&ClassMetrics> {
         self.per_class.get(class.name())
     }
 
-    /// Renders the report's tables as Markdown: a heading naming the architecture and split, the per-class
+    /// Renders the report's tables as Markdown: a heading naming the model file (when known), architecture and
+    /// split, the per-class
     /// one-vs-rest table (percentages with 2 decimals), the average table (AUC and accuracy in percent, loss
     /// with 4 decimals) and the confusion matrix (rows true, columns predicted). Undefined AUCs show as `n/a`.
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
         // `write!` to a String cannot fail.
-        let _ = writeln!(md, "## {} on {}\n", self.arch, self.split);
+        let _ = match &self.model {
+            Some(model) => writeln!(md, "## {model} ({}) on {}\n", self.arch, self.split),
+            None => writeln!(md, "## {} on {}\n", self.arch, self.split),
+        };
         let _ = writeln!(md, "Recipe: `{}`; {} images.\n", self.recipe, self.n);
 
         let _ = writeln!(md, "### Per class (one-vs-rest)\n");
@@ -501,10 +512,14 @@ mod tests {
     }
 
     #[test]
-    fn argmax_breaks_ties_to_the_lowest_index() {
-        assert_eq!(argmax(&[0.25; 4]), 0);
-        assert_eq!(argmax(&[0.1, 0.4, 0.4, 0.1]), 1);
-        assert_eq!(argmax(&[0.1, 0.2, 0.3, 0.4]), 3);
+    fn predictions_break_ties_to_the_lowest_index() {
+        let s = Scores {
+            probs: vec![[0.25; 4], [0.1, 0.4, 0.4, 0.1], [0.1, 0.2, 0.3, 0.4]],
+            labels: vec![0, 0, 0],
+        };
+        assert_eq!(s.predictions(), vec![0, 1, 3]);
+        assert_eq!(agreement(&s.predictions(), &[0, 2, 3]), 2.0 / 3.0);
+        assert_eq!(agreement(&[], &[]), 0.0);
     }
 
     #[test]

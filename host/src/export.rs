@@ -9,9 +9,11 @@ use leukoscope::model::{self, InputSpec, ModelCard, Preprocessing};
 use leukoscope::{preprocess, CLASSES};
 use tract_onnx::pb::ModelProto;
 
+use crate::eval::Report;
 use crate::nets::Graph;
 use crate::onnx::quant::{self, Calibration, Calibrator, Format, QuantError};
 use crate::onnx::{self, ExportOptions};
+use crate::predict::Threshold;
 
 /// Why a model could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +22,7 @@ pub enum ExportFileError {
     #[error(transparent)]
     Onnx(#[from] onnx::ExportError),
     /// A file could not be written or read.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -31,20 +33,42 @@ pub enum ExportFileError {
     #[error(transparent)]
     Quant(#[from] QuantError),
     /// A float model file is not valid ONNX.
-    #[error("{path}: not an ONNX model: {reason}")]
+    #[error("{path}: not an ONNX model")]
     Decode {
         /// The file.
         path: PathBuf,
         /// What the protobuf decoder said.
-        reason: String,
+        source: prost::DecodeError,
     },
     /// An existing card is not valid.
-    #[error("{path}: bad model card: {reason}")]
+    #[error("{path}: bad model card")]
     Card {
         /// The card.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+        /// What the JSON parser said.
+        source: serde_json::Error,
+    },
+    /// A model to quantize does not load on the device (sha256, card or contract).
+    #[error(transparent)]
+    Model(#[from] leukoscope::model::ModelError),
+    /// A model to quantize is not a float model.
+    #[error("{}: is {format}, quantize a float model", path.display())]
+    NotFloat {
+        /// The model file.
+        path: PathBuf,
+        /// Its card's format.
+        format: String,
+    },
+    /// The calibration images could not be listed.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// Fewer calibration images decoded than asked for.
+    #[error("only {got} calibration images could be read (asked for {wanted})")]
+    CalibrationImages {
+        /// Images read.
+        got: usize,
+        /// Images asked for.
+        wanted: usize,
     },
 }
 
@@ -102,21 +126,16 @@ pub fn write_float_model(
         latency: serde_json::json!({}),
         quantization: serde_json::Value::Null,
     };
-    if let Some(dir) = onnx_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    std::fs::write(onnx_path, &bytes).map_err(io(onnx_path))?;
-    write_card(&card, &model::card_path(onnx_path))?;
-    Ok(card)
+    write_model(onnx_path, &bytes, card)
 }
 
 /// Reads a float ONNX model file as a protobuf message (to quantize it).
 pub fn read_model_proto(path: &Path) -> Result<ModelProto, ExportFileError> {
     use prost::Message;
     let bytes = std::fs::read(path).map_err(io(path))?;
-    ModelProto::decode(&bytes[..]).map_err(|e| ExportFileError::Decode {
+    ModelProto::decode(&bytes[..]).map_err(|source| ExportFileError::Decode {
         path: path.to_owned(),
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -138,13 +157,8 @@ pub fn write_int8_model(
 ) -> Result<ModelCard, ExportFileError> {
     use prost::Message;
     let bytes = quant::quantize(float, calibration, calibrator, format)?.encode_to_vec();
-    let name = onnx_path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("model")
-        .to_string();
     let card = ModelCard {
-        name,
+        name: model_name(onnx_path),
         format: int8_format_name(format),
         sha256: model::sha256_hex(&bytes),
         metrics: serde_json::json!({}),
@@ -159,20 +173,133 @@ pub fn write_int8_model(
         }),
         ..float_card.clone()
     };
+    write_model(onnx_path, &bytes, card)
+}
+
+/// Writes the model bytes (creating the folder) and its card beside them; returns the card.
+fn write_model(
+    onnx_path: &Path,
+    bytes: &[u8],
+    card: ModelCard,
+) -> Result<ModelCard, ExportFileError> {
     if let Some(dir) = onnx_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    std::fs::write(onnx_path, &bytes).map_err(io(onnx_path))?;
+    std::fs::write(onnx_path, bytes).map_err(io(onnx_path))?;
     write_card(&card, &model::card_path(onnx_path))?;
     Ok(card)
+}
+
+/// A model's name as its card records it: the file stem (`models/edge16.onnx` → `edge16`).
+pub fn model_name(onnx_path: &Path) -> String {
+    onnx_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model")
+        .to_string()
+}
+
+/// Where `export --weights W --int8 --out M` writes the float model it quantizes: `M`'s stem + `-float.onnx`.
+pub fn float_path_for(int8_out: &Path) -> PathBuf {
+    int8_out.with_file_name(format!("{}-float.onnx", model_name(int8_out)))
+}
+
+/// The command that trained `weights`, from the `train.json` beside them (a note when it is missing).
+pub fn training_command(weights: &Path) -> String {
+    let log_path = weights.with_file_name("train.json");
+    std::fs::read_to_string(&log_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<crate::train::RunLog>(&t).ok())
+        .map_or_else(
+            || format!("(unknown: {} not found)", log_path.display()),
+            |l| l.command,
+        )
+}
+
+/// How [`quantize_file`] calibrates and what it writes.
+#[derive(Clone, Debug)]
+pub struct Int8Options {
+    /// The int8 form.
+    pub format: Format,
+    /// How activation ranges are chosen.
+    pub calibrator: Calibrator,
+    /// Calibration images, from the training side of the smear-grouped split.
+    pub calib_images: usize,
+    /// The data root (Kaggle layout).
+    pub data_root: PathBuf,
+    /// The training run's validation split seed, so that no validation smear calibrates.
+    pub seed: u64,
+    /// The training run's validation fraction.
+    pub val_fraction: f64,
+}
+
+/// Calibrates the float model `float` (verified as the device would load it) on TRAIN images and writes its
+/// int8 form to `out` with a card; returns the card.
+pub fn quantize_file(
+    float: &Path,
+    out: &Path,
+    o: &Int8Options,
+) -> Result<ModelCard, ExportFileError> {
+    let verified = leukoscope::ModelSource::File(float.to_owned()).load()?;
+    if verified.card.format != "float" {
+        return Err(ExportFileError::NotFloat {
+            path: float.to_owned(),
+            format: verified.card.format,
+        });
+    }
+    let proto = read_model_proto(float)?;
+    let t = std::time::Instant::now();
+    let images =
+        crate::data::calibration_inputs(&o.data_root, o.calib_images, o.seed, o.val_fraction)?;
+    if images.len() != o.calib_images {
+        return Err(ExportFileError::CalibrationImages {
+            got: images.len(),
+            wanted: o.calib_images,
+        });
+    }
+    let calibration = quant::calibrate(&proto, &images, preprocess::INPUT_SHAPE)?;
+    eprintln!(
+        "calibrated {} tensors on {} TRAIN images in {:.1} s",
+        calibration.tensors().len(),
+        images.len(),
+        t.elapsed().as_secs_f64()
+    );
+    write_int8_model(
+        &proto,
+        &verified.card,
+        &calibration,
+        o.calibrator,
+        o.format,
+        out,
+    )
+}
+
+/// Stores `report` in `card.metrics[split]`, with the command that produced it.
+pub fn store_metrics(card: &mut ModelCard, split: &str, report: &Report, command: &str) {
+    let mut m = serde_json::to_value(report).expect("a report serialises");
+    m["command"] = serde_json::Value::String(command.to_string());
+    if !card.metrics.is_object() {
+        card.metrics = serde_json::json!({});
+    }
+    card.metrics[split] = m;
+}
+
+/// Makes `t` the card's unidentified threshold and records how it was chosen under `metrics`.
+pub fn store_threshold(card: &mut ModelCard, t: &Threshold) {
+    card.unidentified_threshold = t.threshold;
+    if !card.metrics.is_object() {
+        card.metrics = serde_json::json!({});
+    }
+    card.metrics["unidentified_threshold"] =
+        serde_json::to_value(t).expect("a threshold serialises");
 }
 
 /// Reads a card.
 pub fn read_card(path: &Path) -> Result<ModelCard, ExportFileError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    serde_json::from_str(&text).map_err(|e| ExportFileError::Card {
+    serde_json::from_str(&text).map_err(|source| ExportFileError::Card {
         path: path.to_owned(),
-        reason: e.to_string(),
+        source,
     })
 }
 

@@ -60,6 +60,13 @@ pub struct Threshold {
     pub rejected: f64,
 }
 
+/// `eval --calibrate`: the accuracy that the cells kept (those at or above the threshold) must reach on VAL.
+/// 95 % keeps the differential's typing errors near those of a manual 100-cell count.
+pub const CALIBRATION_KEPT_ACCURACY: f64 = 0.95;
+/// `eval --calibrate`: the largest share of VAL cells the threshold may set aside as unidentified; a review
+/// of more than one cell in ten would cost the technician more time than the count saves.
+pub const CALIBRATION_MAX_REJECTED: f64 = 0.10;
+
 /// Chooses the lowest threshold whose kept cells reach `target` accuracy, rejecting at most `max_reject` of
 /// the cells; if the target is out of reach, the threshold that rejects `max_reject`.
 pub fn choose_threshold(scores: &Scores, target: f64, max_reject: f64) -> Threshold {
@@ -68,8 +75,8 @@ pub fn choose_threshold(scores: &Scores, target: f64, max_reject: f64) -> Thresh
         .iter()
         .zip(&scores.labels)
         .map(|(p, &l)| {
-            let top = crate::eval::argmax(p);
-            (p[top], top == l)
+            let (top, confidence) = leukoscope::cell::argmax(p).unwrap_or((0, f32::NAN));
+            (confidence, top == l)
         })
         .collect();
     items.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -98,8 +98,12 @@ pub fn run_one(
         labels: inputs.labels.iter().map(|&l| l as usize).collect(),
     };
     let recipe_text = serde_json::to_string(recipe).expect("recipe serialises");
-    let report = eval::evaluate(&scores, arch.name(), "TEST", &recipe_text)
-        .map_err(|e| data::DataError::Empty(format!("evaluating {tag}: {e}")))?;
+    let report = eval::evaluate(&scores, arch.name(), "TEST", &recipe_text).map_err(|source| {
+        TrainError::Eval {
+            what: format!("{tag} on TEST"),
+            source,
+        }
+    })?;
     std::fs::create_dir_all(out).map_err(|source| TrainError::Io {
         path: out.to_owned(),
         source,

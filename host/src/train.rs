@@ -57,6 +57,69 @@ pub struct Recipe {
     pub fold: Option<(usize, usize)>,
 }
 
+impl Recipe {
+    /// Checks what [`train`] needs before it reads any data: at least one epoch and one image per batch,
+    /// fractions and rates in range, and the held-out fold below the number of folds. The message names the
+    /// `leukoscope-train train` flag.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |what: String| Err(TrainError::Recipe(what));
+        if self.epochs == 0 {
+            return bad("--epochs 0: train at least one epoch".into());
+        }
+        if self.batch == 0 {
+            return bad("--batch 0: a batch holds at least one image".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "--lr {}: the learning rate must be above 0",
+                self.lr
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "--weight-decay {}: must be 0 or more",
+                self.weight_decay
+            ));
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad(format!(
+                "--val-fraction {}: the share of smears held out must be in [0, 1)",
+                self.val_fraction
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "--label-smoothing {}: must be in [0, 1)",
+                self.label_smoothing
+            ));
+        }
+        if !(self.mixup.is_finite() && self.mixup >= 0.0) {
+            return bad(format!("--mixup {}: must be 0 (off) or more", self.mixup));
+        }
+        if let Some(m) = self.bn_momentum {
+            if !(m > 0.0 && m <= 1.0) {
+                return bad(format!("--bn-momentum {m}: must be in (0, 1]"));
+            }
+        }
+        if self.limit_per_class == Some(0) {
+            return bad("--limit-per-class 0: keep at least one image per class".into());
+        }
+        if let Some((fold, folds)) = self.fold {
+            if folds < 2 {
+                return bad(format!(
+                    "--folds {folds}: k-fold validation needs at least 2 folds"
+                ));
+            }
+            if fold >= folds {
+                return bad(format!(
+                    "--fold {fold} is not below --folds {folds} (folds are numbered from 0)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One epoch's log line.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochLog {
@@ -117,8 +180,19 @@ pub enum TrainError {
     /// Data problems.
     #[error(transparent)]
     Data(#[from] data::DataError),
+    /// The recipe cannot be trained (no epochs, an empty batch, a fraction out of range, ...).
+    #[error("bad recipe: {0}")]
+    Recipe(String),
+    /// The trained net could not be evaluated.
+    #[error("evaluating {what}")]
+    Eval {
+        /// What was evaluated.
+        what: String,
+        /// Why not.
+        source: crate::eval::EvalError,
+    },
     /// tch problems (shapes, devices, files).
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Tch {
         /// What we were doing.
         context: String,
@@ -126,7 +200,7 @@ pub enum TrainError {
         source: tch::TchError,
     },
     /// Writing the log.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -210,6 +284,7 @@ pub fn train(
     device: Device,
     command: &str,
 ) -> Result<RunLog, TrainError> {
+    recipe.validate()?;
     let tch_err = |context: &str| {
         let context = context.to_string();
         move |source| TrainError::Tch {
@@ -221,6 +296,16 @@ pub fn train(
         path: out.to_owned(),
         source,
     })?;
+    // A run into an existing folder replaces its outputs: a stale best.ot must not outlive a new run whose
+    // validation never improves.
+    for own in ["best.ot", "train.json"] {
+        let path = out.join(own);
+        match std::fs::remove_file(&path) {
+            Ok(()) => eprintln!("replacing {} of an earlier run", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(TrainError::Io { path, source }),
+        }
+    }
     tch::manual_seed(recipe.seed as i64);
     if device.is_cuda() {
         // Fixed input shapes: let cuDNN pick its fastest kernels once.
@@ -474,4 +559,134 @@ pub fn load(arch: Arch, weights: &Path) -> Result<(nn::VarStore, nets::Graph), T
         source,
     })?;
     Ok((vs, graph))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reproduce::improved_recipe;
+
+    fn recipe() -> Recipe {
+        improved_recipe(Arch::Edge, 3, 1)
+    }
+
+    /// `train --epochs 0` used to panic indexing the empty epoch log; it is now refused before any data is read.
+    #[test]
+    fn zero_epochs_is_an_error_not_a_panic() {
+        let r = Recipe {
+            epochs: 0,
+            ..recipe()
+        };
+        let out = std::env::temp_dir().join(format!("leukoscope-train-{}", std::process::id()));
+        let source = data::TrainSource::Folder("/nonexistent-leukoscope-data".into());
+        let err = train(Arch::Edge, &r, &source, &out, Device::Cpu, "test").unwrap_err();
+        assert!(matches!(err, TrainError::Recipe(_)), "{err}");
+        assert!(err.to_string().contains("--epochs 0"), "{err}");
+        assert!(!out.exists(), "nothing is written for a refused recipe");
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        assert!(recipe().validate().is_ok());
+        let cases = [
+            (
+                Recipe {
+                    batch: 0,
+                    ..recipe()
+                },
+                "--batch",
+            ),
+            (
+                Recipe {
+                    val_fraction: 2.0,
+                    ..recipe()
+                },
+                "--val-fraction 2",
+            ),
+            (
+                Recipe {
+                    val_fraction: 1.0,
+                    ..recipe()
+                },
+                "--val-fraction 1",
+            ),
+            (
+                Recipe {
+                    val_fraction: f64::NAN,
+                    ..recipe()
+                },
+                "--val-fraction",
+            ),
+            (
+                Recipe {
+                    lr: 0.0,
+                    ..recipe()
+                },
+                "--lr",
+            ),
+            (
+                Recipe {
+                    mixup: -1.0,
+                    ..recipe()
+                },
+                "--mixup",
+            ),
+            (
+                Recipe {
+                    label_smoothing: 1.0,
+                    ..recipe()
+                },
+                "--label-smoothing",
+            ),
+            (
+                Recipe {
+                    bn_momentum: Some(0.0),
+                    ..recipe()
+                },
+                "--bn-momentum",
+            ),
+            (
+                Recipe {
+                    limit_per_class: Some(0),
+                    ..recipe()
+                },
+                "--limit-per-class",
+            ),
+            (
+                Recipe {
+                    fold: Some((9, 5)),
+                    ..recipe()
+                },
+                "--fold 9 is not below --folds 5",
+            ),
+            (
+                Recipe {
+                    fold: Some((5, 5)),
+                    ..recipe()
+                },
+                "--fold 5",
+            ),
+            (
+                Recipe {
+                    fold: Some((0, 1)),
+                    ..recipe()
+                },
+                "--folds 1",
+            ),
+        ];
+        for (r, flag) in cases {
+            let err = r.validate().unwrap_err();
+            assert!(err.to_string().contains(flag), "{flag}: {err}");
+        }
+        let zero_holdout = Recipe {
+            val_fraction: 0.0,
+            ..recipe()
+        };
+        assert!(zero_holdout.validate().is_ok(), "0 trains on every smear");
+        let last_fold = Recipe {
+            fold: Some((4, 5)),
+            ..recipe()
+        };
+        assert!(last_fold.validate().is_ok());
+    }
 }

@@ -357,3 +357,52 @@ fn export_int8_and_compare_from_the_command_line() {
     assert_eq!(rows[1]["images"], 12);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// README's eval step, run twice into the same folder: it replaces its own outputs, names the model file in
+/// its tables and figures, and updates only the copy of the model it was given.
+#[test]
+fn eval_writes_its_outputs_and_can_run_twice() {
+    let dir = std::env::temp_dir().join(format!("leuko-e2e-eval-{}", std::process::id()));
+    let root = tiny_root(&dir);
+    let bin = env!("CARGO_BIN_EXE_leukoscope-train");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let model = dir.join("m/edge.onnx");
+    std::fs::create_dir_all(dir.join("m")).unwrap();
+    std::fs::copy(shipped.join("edge.onnx"), &model).unwrap();
+    std::fs::copy(shipped.join("edge.json"), dir.join("m/edge.json")).unwrap();
+    let out = dir.join("results");
+    for _ in 0..2 {
+        let run = std::process::Command::new(bin)
+            .args(["eval", "--split", "test", "--update-card", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&root)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("runs leukoscope-train eval");
+        assert!(
+            run.status.success(),
+            "eval failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(stdout.contains("## edge.onnx (edge) on TEST"), "{stdout}");
+    }
+    for name in [
+        "edge-test.md",
+        "edge-test.json",
+        "edge-test-roc.png",
+        "edge-test-confusion.png",
+    ] {
+        assert!(out.join(name).is_file(), "{name}");
+    }
+    let png = image::open(out.join("edge-test-roc.png"))
+        .expect("a PNG")
+        .to_rgb8();
+    assert!(png.width() >= 500, "{}", png.width());
+    let card = export::read_card(&dir.join("m/edge.json")).expect("card");
+    assert_eq!(card.metrics["TEST"]["n"], 12);
+    assert_eq!(card.metrics["TEST"]["model"], "edge.onnx");
+    let _ = std::fs::remove_dir_all(&dir);
+}

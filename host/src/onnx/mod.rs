@@ -129,7 +129,7 @@ pub enum ExportError {
         what: String,
     },
     /// A parameter could not be read from tch.
-    #[error("cannot export node {id} `{node}` ({op}): reading `{tensor}` failed: {source}")]
+    #[error("cannot export node {id} `{node}` ({op}): reading `{tensor}` failed")]
     Tensor {
         /// Index of the node.
         id: Id,

@@ -109,9 +109,12 @@ pub enum QuantError {
     /// The float model does not have the shape this quantizer expects.
     #[error("cannot quantize: {0}")]
     Model(String),
-    /// tract could not run the float model during calibration.
+    /// The calibration data cannot calibrate (none, or a tensor that holds NaN or infinity).
     #[error("calibration failed: {0}")]
     Calibration(String),
+    /// tract could not load or run the float model during calibration.
+    #[error("calibration failed: tract cannot run the float model")]
+    Tract(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A tensor that must be quantized has no calibrated range.
     #[error("cannot quantize `{0}`: no calibrated range (calibrate the same float model)")]
     NoRange(String),
@@ -434,7 +437,7 @@ pub fn calibrate(
     if images.is_empty() {
         return Err(QuantError::Calibration("no calibration images".into()));
     }
-    let err = |e: TractError| QuantError::Calibration(format!("{e:#}"));
+    let err = |e: TractError| QuantError::Tract(e.into());
     let bytes = model.encode_to_vec();
     let runnable = tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(&bytes))

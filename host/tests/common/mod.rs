@@ -108,7 +108,45 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs an ONNX model with onnxruntime (through `LEUKOSCOPE_PYTHON` and `tests/ort_run.py`) on `x`.
+/// The onnxruntime version `scripts/setup.sh` pins for the oracle (its `ORT_VERSION=` line, the one place that
+/// names it).
+pub fn pinned_onnxruntime() -> String {
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup.sh");
+    let text = std::fs::read_to_string(&setup)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", setup.display()));
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("ORT_VERSION="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("{}: no ORT_VERSION= line", setup.display()))
+}
+
+/// Fails unless `python`'s onnxruntime is the pinned one: another version is not a trustworthy oracle (1.23
+/// computes QLinearConv wrongly on Intel CPUs with AMX, onnxruntime issue 26324), and a test must not pass or
+/// fail on whatever happens to be installed.
+fn check_onnxruntime_version(python: &std::ffi::OsStr) {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let out = Command::new(python)
+            .args(["-c", "import onnxruntime; print(onnxruntime.__version__)"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {python:?}: {e}"));
+        let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let pinned = pinned_onnxruntime();
+        assert!(
+            out.status.success() && found == pinned,
+            "LEUKOSCOPE_PYTHON={python:?} has onnxruntime {found:?}{}, the oracle is pinned to {pinned} \
+             (scripts/setup.sh): run `eval \"$(scripts/setup.sh)\"` to install it",
+            if out.status.success() {
+                String::new()
+            } else {
+                format!(" ({})", String::from_utf8_lossy(&out.stderr).trim())
+            }
+        );
+    });
+}
+
+/// Runs an ONNX model with onnxruntime (through `LEUKOSCOPE_PYTHON` and `tests/ort_run.py`) on `x`, after
+/// checking that it is the pinned onnxruntime.
 pub fn run_onnxruntime(name: &str, onnx: &[u8], x: &Tensor) -> Vec<f32> {
     let python = std::env::var_os("LEUKOSCOPE_PYTHON").unwrap_or_else(|| {
         panic!(
@@ -116,6 +154,7 @@ pub fn run_onnxruntime(name: &str, onnx: &[u8], x: &Tensor) -> Vec<f32> {
              run `eval \"$(scripts/setup.sh)\"` first"
         )
     });
+    check_onnxruntime_version(&python);
     let dir = scratch(name);
     let (model, input, output) = (
         dir.join("model.onnx"),

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, Rgb, RgbImage};
-use leukoscope::CLASSES;
+use crate::data::CLASSES;
 
 use crate::eval::{class_auc, roc_curve, EvalError, Report, Scores, NUM_CLASSES};
 

@@ -256,8 +256,7 @@ impl StopRule {
 
     /// How many more cells may be counted after `counted` (`None`: no limit).
     pub fn remaining(&self, counted: u32) -> Option<u32> {
-        self.limited()
-            .then(|| self.target.saturating_sub(counted))
+        self.limited().then(|| self.target.saturating_sub(counted))
     }
 }
 

@@ -62,7 +62,9 @@ pub struct Inputs {
 impl Inputs {
     /// The image files only.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
-        self.items.iter().filter_map(|i| i.as_ref().ok().map(PathBuf::as_path))
+        self.items
+            .iter()
+            .filter_map(|i| i.as_ref().ok().map(PathBuf::as_path))
     }
 }
 
@@ -162,7 +164,10 @@ mod tests {
         let again = d.join("sub/../a.BMP");
         let got = expand(&[d.clone(), again.clone()]);
         let files: Vec<_> = got.files().map(Path::to_path_buf).collect();
-        assert_eq!(files, [d.join("a.BMP"), d.join("b.png"), d.join("sub/c.tiff")]);
+        assert_eq!(
+            files,
+            [d.join("a.BMP"), d.join("b.png"), d.join("sub/c.tiff")]
+        );
         assert_eq!(got.duplicates, [again]);
     }
 
@@ -176,7 +181,10 @@ mod tests {
             .iter()
             .map(|i| i.as_ref().unwrap_err().to_string())
             .collect();
-        assert!(errs[0].contains("no images") && errs[0].contains("empty"), "{errs:?}");
+        assert!(
+            errs[0].contains("no images") && errs[0].contains("empty"),
+            "{errs:?}"
+        );
         assert!(errs[1].contains("gone.jpg"), "{errs:?}");
         assert!(matches!(list_images(&d), Err(InputError::NoImages(_))));
     }

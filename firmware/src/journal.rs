@@ -70,7 +70,8 @@ impl Header {
     pub fn mismatch(&self, wanted: &Header) -> Option<String> {
         let (a, b) = (&self.analysis, &wanted.analysis);
         let model = |m: &Option<crate::model::ModelId>| {
-            m.as_ref().map_or_else(|| "no model".to_string(), ToString::to_string)
+            m.as_ref()
+                .map_or_else(|| "no model".to_string(), ToString::to_string)
         };
         if self.source != wanted.source {
             Some(format!(
@@ -299,7 +300,9 @@ pub enum JournalError {
         found: u32,
     },
     /// A resumed session is not the session the journal holds.
-    #[error("{path}: cannot resume: {reason}; continue it as it was started, or start a new journal")]
+    #[error(
+        "{path}: cannot resume: {reason}; continue it as it was started, or start a new journal"
+    )]
     Mismatch {
         /// The journal.
         path: PathBuf,
@@ -689,7 +692,9 @@ pub fn crop_to_png_base64(crop: &Frame) -> Result<String, JournalError> {
 
 /// Decodes a journal crop back into a frame.
 pub fn crop_from_png_base64(text: &str) -> Option<Frame> {
-    let png = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
     Frame::decode(&png).ok()
 }
 

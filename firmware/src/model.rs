@@ -336,7 +336,10 @@ mod tests {
         let err = ModelSource::File(p).load().unwrap_err();
         assert!(matches!(err, ModelError::Card { .. }), "{err}");
         let chain = format!("{:#}", anyhow::Error::from(err));
-        assert!(chain.contains("dup.json") && chain.contains("twice"), "{chain}");
+        assert!(
+            chain.contains("dup.json") && chain.contains("twice"),
+            "{chain}"
+        );
     }
 
     #[test]

@@ -364,7 +364,14 @@ where
     T: StatusLed,
     A: Analyzer,
 {
-    run_until(scope, analyzer, journal, cfg, &AtomicBool::new(false), on_event)
+    run_until(
+        scope,
+        analyzer,
+        journal,
+        cfg,
+        &AtomicBool::new(false),
+        on_event,
+    )
 }
 
 /// [`run`], pausing (with a `paused` record, as a fault does) at the next field once `interrupt` is set,
@@ -839,9 +846,15 @@ mod tests {
         let (mut m, _h) = microscope(sim()).unwrap();
         let p = tmp("other.jsonl");
         let mut j = journal(&p, 10);
-        let err = run(&mut m, &mut BlobAnalyzer::default(), &mut j, &cfg(10), &mut |_| {})
-            .unwrap_err()
-            .to_string();
+        let err = run(
+            &mut m,
+            &mut BlobAnalyzer::default(),
+            &mut j,
+            &cfg(10),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("blobs") && err.contains("fixed"), "{err}");
         assert_eq!(read(&p).unwrap().counted(), 0);
     }

@@ -46,8 +46,7 @@ fn json_lines_have_the_documented_shape() {
 
 /// The embedded card's unidentified threshold.
 fn threshold() -> f64 {
-    let card: serde_json::Value =
-        serde_json::from_str(leukoscope::model::DEFAULT_CARD).unwrap();
+    let card: serde_json::Value = serde_json::from_str(leukoscope::model::DEFAULT_CARD).unwrap();
     card["unidentified_threshold"].as_f64().unwrap()
 }
 
@@ -61,7 +60,11 @@ fn classify_types_the_second_labs_bmp_neutrophils() {
         eprintln!("SKIPPED: {} is absent (the shared data set)", dir.display());
         return;
     }
-    let out = bin().args(["classify", "--json"]).arg(&dir).output().unwrap();
+    let out = bin()
+        .args(["classify", "--json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -93,21 +96,26 @@ fn a_site_card_with_its_own_class_names_is_used_throughout() {
     let mut card: serde_json::Value =
         serde_json::from_str(leukoscope::model::DEFAULT_CARD).unwrap();
     card["classes"] = serde_json::json!(["eosinophil", "lymphocyte", "mono", "Neutrophil"]);
-    std::fs::write(
-        dir.join("site.json"),
-        serde_json::to_string(&card).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("site.json"), serde_json::to_string(&card).unwrap()).unwrap();
     let out = bin()
         .args(["classify", "--json", "--model"])
         .arg(&model)
         .arg(samples().join("MONOCYTE"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let first = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
-    let keys: Vec<&str> = v["probs"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = v["probs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(keys, ["Neutrophil", "eosinophil", "lymphocyte", "mono"]);
 
     let smears = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/smears");
@@ -117,13 +125,23 @@ fn a_site_card_with_its_own_class_names_is_used_throughout() {
         .arg(&smears)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["classes"], card["classes"]);
     assert!(r["differential"]["mono"].is_u64(), "{}", r["differential"]);
-    let reference = r["reference"]["percent_of_identified_cells"].as_object().unwrap();
+    let reference = r["reference"]["percent_of_identified_cells"]
+        .as_object()
+        .unwrap();
     assert!(reference.contains_key("Neutrophil") && !reference.contains_key("mono"));
-    assert!(r["flags"].as_array().unwrap().iter().all(|f| f["class"] != "mono"));
+    assert!(r["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["class"] != "mono"));
 }
 
 #[test]

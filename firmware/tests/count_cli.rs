@@ -85,7 +85,10 @@ fn count_names_what_made_it_and_writes_csv_and_html() {
     assert!(csv.contains(v["model"]["sha256"].as_str().unwrap()));
     assert!(csv.contains("\nframe,cell,x0,y0,x1,y1,class,confidence,predicted,p_eosinophil,"));
     let html = std::fs::read_to_string(html).unwrap();
-    assert!(html.contains(" shown</h2>") && html.contains(" of "), "gallery headings");
+    assert!(
+        html.contains(" shown</h2>") && html.contains(" of "),
+        "gallery headings"
+    );
 }
 
 #[test]
@@ -122,7 +125,15 @@ fn target_0_means_no_limit_and_says_so() {
 
 fn run_sim(journal: &Path, extra: &[&str]) -> Output {
     bin()
-        .args(["run", "--sim", "--refocus-every", "0", "--grid", "6x6", "--journal"])
+        .args([
+            "run",
+            "--sim",
+            "--refocus-every",
+            "0",
+            "--grid",
+            "6x6",
+            "--journal",
+        ])
         .arg(journal)
         .args(extra)
         .output()
@@ -140,7 +151,10 @@ fn run_prints_the_count_report_and_report_rebuilds_it_from_the_journal() {
     assert_eq!(live["total"], 20);
     assert_eq!(live["target"], 20);
     assert_eq!(live["target_reached"], true);
-    assert!(live["inputs"][0].as_str().unwrap().starts_with("sim slide="));
+    assert!(live["inputs"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("sim slide="));
     let html = dir.join("r.html");
     let rebuilt = ok(&bin()
         .args(["report", "--json", "--html"])
@@ -149,17 +163,27 @@ fn run_prints_the_count_report_and_report_rebuilds_it_from_the_journal() {
         .arg(&j)
         .output()
         .unwrap());
-    assert_eq!(rebuilt, live, "the report from the journal is the session's report");
-    assert!(std::fs::read_to_string(&html).unwrap().contains("20 cells counted"));
+    assert_eq!(
+        rebuilt, live,
+        "the report from the journal is the session's report"
+    );
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("20 cells counted"));
 
     // The journal is JSON lines: every line parses, and the start record names what made it.
     let text = std::fs::read_to_string(&j).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["type"], "start");
     assert_eq!(lines[0]["model"], live["model"]);
     assert_eq!(lines[0]["analyzer"], "model");
     assert_eq!(lines[0]["classes"], live["classes"]);
-    assert!(lines.iter().all(|l| l["crc"].as_str().is_some_and(|c| c.len() == 8)));
+    assert!(lines
+        .iter()
+        .all(|l| l["crc"].as_str().is_some_and(|c| c.len() == 8)));
 }
 
 #[test]
@@ -167,17 +191,34 @@ fn resume_refuses_another_analyzer_and_keeps_its_target_saying_so() {
     let dir = scratch("resume");
     let j = dir.join("j.jsonl");
     let out = run_sim(&j, &["--target", "3", "--analyzer", "blobs"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("3 cells counted"), "run prints the count summary: {text}");
+    assert!(
+        text.contains("3 cells counted"),
+        "run prints the count summary: {text}"
+    );
 
     let other = run_sim(&j, &["--resume", "--target", "3"]);
     assert!(!other.status.success());
     let stderr = String::from_utf8_lossy(&other.stderr);
-    assert!(stderr.contains("cannot resume") && stderr.contains("blobs"), "{stderr}");
+    assert!(
+        stderr.contains("cannot resume") && stderr.contains("blobs"),
+        "{stderr}"
+    );
 
     let again = run_sim(&j, &["--resume", "--target", "50", "--analyzer", "blobs"]);
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("keeping the journal's target 3"), "{stderr}");
+    assert!(
+        stderr.contains("keeping the journal's target 3"),
+        "{stderr}"
+    );
 }

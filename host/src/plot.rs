@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{ImageFormat, Rgb, RgbImage};
 use crate::data::CLASSES;
+use image::{ImageFormat, Rgb, RgbImage};
 
 use crate::eval::{class_auc, roc_curve, EvalError, Report, Scores, NUM_CLASSES};
 

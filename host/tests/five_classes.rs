@@ -15,7 +15,13 @@ use leukoscope_host::export::{self, CardInfo};
 use leukoscope_host::nets::Arch;
 use tch::{nn, Device};
 
-const FIVE: [&str; 5] = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL", "BASOPHIL"];
+const FIVE: [&str; 5] = [
+    "EOSINOPHIL",
+    "LYMPHOCYTE",
+    "MONOCYTE",
+    "NEUTROPHIL",
+    "BASOPHIL",
+];
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -37,7 +43,8 @@ fn a_five_class_model_classifies_counts_runs_a_session_and_reports_from_its_jour
     // The card names the classes; the sha256 is the exported file's, so the device accepts it.
     card.classes = Classes::new(FIVE).unwrap();
     export::write_card(&card, &model::card_path(&onnx)).unwrap();
-    let classifier = Classifier::load(&ModelSource::File(onnx.clone())).expect("the device loads it");
+    let classifier =
+        Classifier::load(&ModelSource::File(onnx.clone())).expect("the device loads it");
     assert_eq!(classifier.classes().names(), FIVE);
 
     // classify: five probabilities; with threshold 0 every cell is typed.
@@ -60,7 +67,11 @@ fn a_five_class_model_classifies_counts_runs_a_session_and_reports_from_its_jour
     }
     let v = report::json::to_value(&rep);
     assert_eq!(v["classes"], serde_json::json!(FIVE));
-    assert_eq!(v["differential"].as_object().unwrap().len(), 6, "five classes + UNIDENTIFIED");
+    assert_eq!(
+        v["differential"].as_object().unwrap().len(),
+        6,
+        "five classes + UNIDENTIFIED"
+    );
     assert!(v["differential"]["BASOPHIL"].is_u64());
     assert!(v["total"].as_u64().unwrap() > 0);
     for f in v["frames"].as_array().unwrap() {
@@ -69,7 +80,9 @@ fn a_five_class_model_classifies_counts_runs_a_session_and_reports_from_its_jour
         }
     }
     assert!(report::csv::to_string(&rep).contains(",p_neutrophil,p_basophil,counted,error\n"));
-    assert!(report::html::to_string(&rep).unwrap().contains("BASOPHIL: "));
+    assert!(report::html::to_string(&rep)
+        .unwrap()
+        .contains("BASOPHIL: "));
 
     // A simulated session into a journal, and the report rebuilt from that journal.
     let sim = SimConfig {

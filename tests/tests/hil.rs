@@ -176,7 +176,11 @@ mod cases {
         let mut j = if resume && path.exists() {
             Journal::resume(path).map_err(e("resume"))?
         } else {
-            Journal::create(path, Header::new(target, rig.name(), BlobAnalyzer::default().analysis())).map_err(e("journal"))?
+            Journal::create(
+                path,
+                Header::new(target, rig.name(), BlobAnalyzer::default().analysis()),
+            )
+            .map_err(e("journal"))?
         };
         let cfg = rig.session_config(target);
         session::run(
@@ -195,7 +199,8 @@ mod cases {
         let dir = scratch("full");
         let path = dir.join("count.jsonl");
         let (mut analyzer, which) = leukoscope_hil::analyzer();
-        let mut j = Journal::create(&path, Header::new(100, rig.name(), analyzer.analysis())).map_err(e("journal"))?;
+        let mut j = Journal::create(&path, Header::new(100, rig.name(), analyzer.analysis()))
+            .map_err(e("journal"))?;
         let cfg = rig.session_config(100);
         let t = Instant::now();
         let mut shown = 0;
@@ -241,7 +246,11 @@ mod cases {
         }
         let dir = scratch("unplug");
         let p1 = dir.join("glitch.jsonl");
-        let mut j = Journal::create(&p1, Header::new(20, rig.name(), BlobAnalyzer::default().analysis())).map_err(e("journal"))?;
+        let mut j = Journal::create(
+            &p1,
+            Header::new(20, rig.name(), BlobAnalyzer::default().analysis()),
+        )
+        .map_err(e("journal"))?;
         let mut retries = 0;
         let cfg = rig.session_config(20);
         let out = session::run(
@@ -260,7 +269,11 @@ mod cases {
         check!(retries >= 3, "{retries} retries");
 
         let p2 = dir.join("gone.jsonl");
-        let mut j = Journal::create(&p2, Header::new(60, rig.name(), BlobAnalyzer::default().analysis())).map_err(e("journal"))?;
+        let mut j = Journal::create(
+            &p2,
+            Header::new(60, rig.name(), BlobAnalyzer::default().analysis()),
+        )
+        .map_err(e("journal"))?;
         rig.inject(Faults {
             unplug_at_frame: Some(25),
             unplug_len: u32::MAX,
@@ -394,7 +407,10 @@ mod cases {
         let mut fields: Vec<u32> = after.frames.iter().map(|f| f.field).collect();
         fields.sort_unstable();
         fields.dedup();
-        check!(fields.len() == after.frames.len(), "a field was counted twice");
+        check!(
+            fields.len() == after.frames.len(),
+            "a field was counted twice"
+        );
         eprintln!(
             "kill -9 at {} cells ({} orphan, {} torn bytes), resumed to {}",
             before.counted(),

@@ -44,11 +44,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 rep.add_error(e.path(), &e.to_string());
             }
             Ok(path) => {
-                let analysed = Frame::open(&path).map_err(anyhow::Error::from).and_then(|f| {
-                    pipeline
-                        .analyze(&f)
-                        .with_context(|| path.display().to_string())
-                });
+                let analysed = Frame::open(&path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|f| {
+                        pipeline
+                            .analyze(&f)
+                            .with_context(|| path.display().to_string())
+                    });
                 match analysed {
                     Ok(r) => {
                         rep.add_frame(&path, r);

@@ -67,7 +67,9 @@ struct ModelArg {
 
 impl ModelArg {
     fn source(&self) -> ModelSource {
-        self.model.clone().map_or(ModelSource::Embedded, ModelSource::File)
+        self.model
+            .clone()
+            .map_or(ModelSource::Embedded, ModelSource::File)
     }
 
     fn classifier(&self) -> anyhow::Result<Classifier> {
@@ -144,7 +146,10 @@ impl InputArgs {
 
     /// The inputs as given, for the report.
     fn names(&self) -> Vec<String> {
-        self.inputs.iter().map(|p| p.display().to_string()).collect()
+        self.inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
     }
 }
 

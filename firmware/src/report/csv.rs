@@ -31,10 +31,10 @@ pub fn header(r: &Report) -> String {
 /// The `#` lines before the header.
 fn preamble(r: &Report) -> String {
     let a = &r.analysis;
-    let model = a
-        .model
-        .as_ref()
-        .map_or_else(|| format!("none (analyzer {})", a.analyzer), ToString::to_string);
+    let model = a.model.as_ref().map_or_else(
+        || format!("none (analyzer {})", a.analyzer),
+        ToString::to_string,
+    );
     let one_line = |s: &str| s.replace(['\n', '\r'], " ");
     let mut s = format!("# {}\n", r.provenance.software);
     s += &format!("# date: {}\n", r.provenance.date);

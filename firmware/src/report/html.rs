@@ -36,7 +36,8 @@ pub fn to_string(r: &Report) -> Result<String, CropError> {
             .map_or(String::new(), |f| {
                 format!("{:?}", f.direction).to_uppercase()
             });
-        let range = reference_range(name).map_or(String::new(), |rr| format!("{}–{}", rr.low, rr.high));
+        let range =
+            reference_range(name).map_or(String::new(), |rr| format!("{}–{}", rr.low, rr.high));
         s += &format!(
             "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{range}</td><td class=\"flag\">{flag}</td></tr>\n",
             escape(name),

@@ -36,7 +36,9 @@ pub fn to_value(r: &Report) -> Value {
         .collect();
     let reference: Map<String, Value> = classes
         .iter()
-        .filter_map(|name| reference_range(name).map(|rr| (name.to_string(), json!([rr.low, rr.high]))))
+        .filter_map(|name| {
+            reference_range(name).map(|rr| (name.to_string(), json!([rr.low, rr.high])))
+        })
         .collect();
     let frames: Vec<Value> = r
         .frames

@@ -249,11 +249,10 @@ impl Report {
 
     /// One line naming what made the report: model and sha256, software, date, inputs.
     pub fn made_by(&self) -> String {
-        let model = self
-            .analysis
-            .model
-            .as_ref()
-            .map_or_else(|| format!("analyzer {}", self.analysis.analyzer), ToString::to_string);
+        let model = self.analysis.model.as_ref().map_or_else(
+            || format!("analyzer {}", self.analysis.analyzer),
+            ToString::to_string,
+        );
         format!(
             "model {model}; {}; {}; inputs: {}",
             self.provenance.software,
@@ -268,7 +267,12 @@ impl Report {
         let pct = d.percentages();
         let mut s = self.headline() + "\n";
         for (i, name) in self.classes().iter().enumerate() {
-            s += &format!("  {:<12} {:>4}  {:>5.1} %\n", name, d.count(Some(i)), pct[i]);
+            s += &format!(
+                "  {:<12} {:>4}  {:>5.1} %\n",
+                name,
+                d.count(Some(i)),
+                pct[i]
+            );
         }
         s += &format!("  {:<12} {:>4}\n", UNIDENTIFIED, d.unidentified());
         for f in self.flags() {

@@ -75,13 +75,24 @@ fn stop_rule_marks_late_cells_uncounted_but_keeps_them() {
     assert_eq!(r.differential.total(), 2);
     assert_eq!(r.frames[1].cells.len(), 2);
     assert_eq!(r.frames[1].counted, 1);
-    assert!(r.frames[1].cells[1].crop.is_none(), "uncounted crops are not kept");
+    assert!(
+        r.frames[1].cells[1].crop.is_none(),
+        "uncounted crops are not kept"
+    );
     let v = json::to_value(&r);
     assert_eq!(v["frames"][1]["cells"][0]["class"], "UNIDENTIFIED");
     assert_eq!(v["frames"][1]["cells"][0]["predicted"], "MONOCYTE");
     assert_eq!(v["frames"][1]["cells"][1]["counted"], false);
-    assert!(r.headline().contains("2 cells counted, 1 typed"), "{}", r.headline());
-    assert!(r.headline().contains("target 2 reached"), "{}", r.headline());
+    assert!(
+        r.headline().contains("2 cells counted, 1 typed"),
+        "{}",
+        r.headline()
+    );
+    assert!(
+        r.headline().contains("target 2 reached"),
+        "{}",
+        r.headline()
+    );
 }
 
 #[test]
@@ -119,7 +130,10 @@ fn json_has_the_promised_shape() {
     assert_eq!(v["date"], "1970-01-01T00:00:00Z");
     assert_eq!(v["inputs"][0], "frames/");
     assert_eq!(v["classes"][3], "NEUTROPHIL");
-    assert!(v["frames"][1]["error"].as_str().unwrap().contains("bad.jpg"));
+    assert!(v["frames"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("bad.jpg"));
 }
 
 #[test]
@@ -132,7 +146,9 @@ fn csv_names_what_made_it_has_one_row_per_cell_and_quotes() {
     r.add_error(Path::new("c.jpg"), "broken");
     let text = csv::to_string(&r);
     let comments: Vec<_> = text.lines().filter(|l| l.starts_with('#')).collect();
-    assert!(comments.iter().any(|l| l.contains("test-model") && l.contains(&"0f".repeat(32))));
+    assert!(comments
+        .iter()
+        .any(|l| l.contains("test-model") && l.contains(&"0f".repeat(32))));
     assert!(comments.iter().any(|l| l.contains("1970-01-01T00:00:00Z")));
     assert!(comments.iter().any(|l| l.contains("frames/")));
     let lines: Vec<_> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -143,10 +159,18 @@ fn csv_names_what_made_it_has_one_row_per_cell_and_quotes() {
          p_neutrophil,counted,error"
     );
     assert!(lines[1].starts_with("\"a,b.jpg\",0,10,20,110,120,LYMPHOCYTE,0.9,LYMPHOCYTE,"));
-    assert!(lines[2].contains("UNIDENTIFIED,0.2,MONOCYTE"), "{}", lines[2]);
+    assert!(
+        lines[2].contains("UNIDENTIFIED,0.2,MONOCYTE"),
+        "{}",
+        lines[2]
+    );
     let columns = lines[0].split(',').count();
     for l in &lines[1..] {
-        assert_eq!(l.replace("\"a,b.jpg\"", "x").split(',').count(), columns, "{l}");
+        assert_eq!(
+            l.replace("\"a,b.jpg\"", "x").split(',').count(),
+            columns,
+            "{l}"
+        );
     }
 }
 
@@ -169,8 +193,14 @@ fn html_is_self_contained_with_inline_crops_and_says_how_many_are_shown() {
 
 #[test]
 fn five_classes_with_a_basophil_report_and_flag_by_name() {
-    let five = Classes::new(["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL", "BASOPHIL"])
-        .unwrap();
+    let five = Classes::new([
+        "EOSINOPHIL",
+        "LYMPHOCYTE",
+        "MONOCYTE",
+        "NEUTROPHIL",
+        "BASOPHIL",
+    ])
+    .unwrap();
     let mut r = Report::new(analysis(five), StopRule { target: 0 }, provenance());
     let basophil = || {
         let mut c = cell(Some(3), 0.9);
@@ -181,13 +211,29 @@ fn five_classes_with_a_basophil_report_and_flag_by_name() {
         p.class = Some(4);
         c
     };
-    r.add_frame(Path::new("a.jpg"), result(vec![basophil(), cell(Some(3), 0.9)]));
+    r.add_frame(
+        Path::new("a.jpg"),
+        result(vec![basophil(), cell(Some(3), 0.9)]),
+    );
     let v = json::to_value(&r);
     assert_eq!(v["differential"]["BASOPHIL"], 1);
     assert_eq!(v["percent"]["BASOPHIL"], 50.0);
-    assert_eq!(v["reference"]["percent_of_identified_cells"]["BASOPHIL"], serde_json::json!([0.5, 1.0]));
-    assert!(v["flags"].as_array().unwrap().iter().any(|f| f["class"] == "BASOPHIL" && f["direction"] == "high"));
-    assert_eq!(v["frames"][0]["cells"][0]["probs"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        v["reference"]["percent_of_identified_cells"]["BASOPHIL"],
+        serde_json::json!([0.5, 1.0])
+    );
+    assert!(v["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["class"] == "BASOPHIL" && f["direction"] == "high"));
+    assert_eq!(
+        v["frames"][0]["cells"][0]["probs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
     assert!(csv::header(&r).contains("p_neutrophil,p_basophil,counted"));
     let page = html::to_string(&r).unwrap();
     assert!(page.contains("BASOPHIL: 1 of 1 shown"));

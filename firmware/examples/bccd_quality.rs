@@ -24,7 +24,7 @@ use leukoscope::cell::Nucleus;
 use leukoscope::rect::Rect;
 use leukoscope::segment::{SegmentConfig, Segmenter};
 use leukoscope::testing::voc::voc_boxes;
-use leukoscope::{preprocess, Class, Classifier, Frame, ModelSource};
+use leukoscope::{preprocess, Classifier, Frame, ModelSource};
 
 #[derive(Default)]
 struct Tally {
@@ -264,14 +264,14 @@ fn main() -> std::process::ExitCode {
     let split_only = opt("--split").unwrap_or_else(|| "all".into());
 
     // smear_split.csv: image,category,split (basophil smears have a side but no class the model knows).
-    let mut side: HashMap<String, (String, Option<Class>)> = HashMap::new();
+    let mut side: HashMap<String, (String, String)> = HashMap::new();
     if let Ok(text) = std::fs::read_to_string(root.join("smear_split.csv")) {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
             if let [img, cat, split] = f[..] {
                 side.insert(
                     img.to_string(),
-                    (split.trim().to_string(), Class::from_name(cat)),
+                    (split.trim().to_string(), cat.trim().to_string()),
                 );
             }
         }
@@ -403,16 +403,18 @@ fn main() -> std::process::ExitCode {
                 sheet.push(img);
             }
         }
-        if let (Some(cl), Some(("test", Some(label)))) =
-            (&classifier, side.get(name).map(|(s, c)| (s.as_str(), *c)))
-        {
+        // The class index in the model's card (none for basophil smears with a four-class model).
+        let labelled = side
+            .get(name)
+            .and_then(|(s, c)| Some((s.as_str(), classifier.as_ref()?.classes().index(c)?)));
+        if let (Some(cl), Some(("test", label))) = (&classifier, labelled) {
             typed_n += 1;
             // The annotated white cell: the detection matched to a VOC WBC box (single-label smears).
             if let Some(n) = m.first().and_then(|&(_, j)| found.cells[j].nucleus) {
                 typed_found += 1;
                 let input = preprocess::cell_input(&found.scaled, n.centre.0, n.centre.1);
                 if let Ok(p) = cl.classify_input(&input) {
-                    if p.class == label {
+                    if p.predicted == label {
                         typed_ok += 1;
                         if p.confidence >= cl.card().unidentified_threshold {
                             typed_ok_identified += 1;
@@ -421,7 +423,7 @@ fn main() -> std::process::ExitCode {
                 }
                 // Other classifier inputs for the same cell, for the comparison table.
                 for (k, alt) in crop_alternatives(&found.scaled, &n).iter().enumerate() {
-                    if cl.classify_input(alt).is_ok_and(|p| p.class == label) {
+                    if cl.classify_input(alt).is_ok_and(|p| p.predicted == label) {
                         alt_ok[k] += 1;
                     }
                 }

@@ -8,14 +8,16 @@
 use crate::frame::Frame;
 use crate::rect::Rect;
 
-/// What the classifier says of one cell.
-#[derive(Clone, Debug, PartialEq)]
+/// What the classifier says of one cell (serialised as is in the journal).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Prediction {
     /// Softmax probabilities, in the model's class order (as many as the model has classes).
+    #[serde(deserialize_with = "nans_from_nulls")]
     pub probs: Vec<f32>,
     /// Index of the most probable class (the first on ties).
     pub predicted: usize,
     /// Its probability.
+    #[serde(deserialize_with = "nan_from_null")]
     pub confidence: f32,
     /// The type the count uses: `Some(predicted)`, or `None` (unidentified) when `confidence` is below
     /// the unidentified threshold. Every command applies this one rule.
@@ -38,6 +40,16 @@ impl Prediction {
             confidence,
         }
     }
+}
+
+// JSON has no NaN: serde_json writes it as `null`, so a prediction from non-finite logits reads back.
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    <Option<f32> as serde::Deserialize>::deserialize(d).map(|v| v.unwrap_or(f32::NAN))
+}
+
+fn nans_from_nulls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    <Vec<Option<f32>> as serde::Deserialize>::deserialize(d)
+        .map(|v| v.into_iter().map(|p| p.unwrap_or(f32::NAN)).collect())
 }
 
 /// Index and value of the largest element, the first on ties; `None` when empty. NaN never wins.
@@ -112,6 +124,15 @@ mod tests {
     fn nan_logits_are_unidentified() {
         let p = Prediction::from_logits(&[f32::NAN, 1.0], 0.5);
         assert_eq!(p.class, None);
+    }
+
+    #[test]
+    fn a_nan_prediction_survives_json() {
+        let p = Prediction::from_logits(&[f32::NAN, 1.0], 0.5);
+        let text = serde_json::to_string(&p).unwrap();
+        let back: Prediction = serde_json::from_str(&text).unwrap();
+        assert!(back.confidence.is_nan() && back.probs.iter().all(|v| v.is_nan()));
+        assert_eq!((back.predicted, back.class), (p.predicted, p.class));
     }
 
     #[test]

@@ -1,47 +1,19 @@
 //! Classification: a verified ONNX model run by tract on the CPU.
 //!
 //! This module knows models and tensors, never cameras: it takes `u8` inputs from [`crate::preprocess`] and
-//! returns class probabilities.
+//! returns a [`Prediction`]: the probabilities of the card's classes and the type after the card's
+//! unidentified threshold (the one typing rule every command applies).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+pub use crate::cell::Prediction;
+use crate::classes::Classes;
 use crate::frame::Frame;
 use crate::model::{ModelBytes, ModelCard, ModelError, ModelSource};
-use crate::preprocess::{self, Class, CLASSES};
-
-/// The result for one cell.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Prediction {
-    /// The most probable class.
-    pub class: Class,
-    /// Its probability.
-    pub confidence: f32,
-    /// Softmax probabilities in [`CLASSES`] order.
-    pub probs: [f32; 4],
-}
-
-impl Prediction {
-    /// Softmax of logits, arg-max first on ties.
-    pub fn from_logits(logits: [f32; 4]) -> Prediction {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut probs = logits.map(|l| (l - max).exp());
-        let sum: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= sum);
-        let (i, &confidence) =
-            probs.iter().enumerate().fold(
-                (0, &probs[0]),
-                |best, cur| if cur.1 > best.1 { cur } else { best },
-            );
-        Prediction {
-            class: CLASSES[i],
-            confidence,
-            probs,
-        }
-    }
-}
+use crate::preprocess;
 
 /// A loaded, optimised tract plan and its card.
 #[derive(Clone)]
@@ -62,10 +34,11 @@ impl std::fmt::Debug for Classifier {
 
 /// Why an inference failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: inference failed: {reason}")]
+#[error("{path}: inference failed")]
 pub struct InferenceError {
     path: PathBuf,
-    reason: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl Classifier {
@@ -84,7 +57,7 @@ impl Classifier {
         let path = model.path.clone();
         let onnx_err = |e: TractError| ModelError::Onnx {
             path: path.clone(),
-            reason: format!("{e:#}"),
+            source: e.into(),
         };
         let inference = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(&model.onnx))
@@ -109,15 +82,15 @@ impl Classifier {
             });
         }
         let out = typed.output_fact(0).map_err(onnx_err)?.clone();
-        let want: TVec<TDim> = tvec![1.into(), (CLASSES.len() as i64).into()];
+        let classes = model.card.classes.len();
+        let want: TVec<TDim> = tvec![1.into(), (classes as i64).into()];
         if out.shape.to_tvec() != want || out.datum_type != f32::datum_type() {
             return Err(ModelError::Incompatible {
                 path,
                 reason: format!(
-                    "output is {:?} {:?}, expected f32 [1, {}] logits",
-                    out.datum_type,
-                    out.shape,
-                    CLASSES.len()
+                    "output is {:?} {:?}, expected f32 [1, {classes}] logits (the card lists {classes} \
+                     classes: {})",
+                    out.datum_type, out.shape, model.card.classes
                 ),
             });
         }
@@ -134,27 +107,42 @@ impl Classifier {
         &self.card
     }
 
-    /// Logits for one normalised CHW input (`3 × INPUT × INPUT` values).
-    pub fn logits(&self, chw: &[f32]) -> Result<[f32; 4], InferenceError> {
+    /// The classes, in output order (the card's).
+    pub fn classes(&self) -> &Classes {
+        &self.card.classes
+    }
+
+    /// Where the model came from (for messages).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Logits for one normalised CHW input (`3 × INPUT × INPUT` values), one per class.
+    pub fn logits(&self, chw: &[f32]) -> Result<Vec<f32>, InferenceError> {
         let err = |e: TractError| InferenceError {
             path: self.path.clone(),
-            reason: format!("{e:#}"),
+            source: e.into(),
         };
         let input = Tensor::from_shape(&preprocess::INPUT_SHAPE, chw).map_err(err)?;
         let out = self.plan.run(tvec!(input.into_tvalue())).map_err(err)?;
         let view = out[0].to_plain_array_view::<f32>().map_err(err)?;
-        let mut logits = [0f32; 4];
-        for (dst, src) in logits.iter_mut().zip(view.iter()) {
-            *dst = *src;
-        }
-        Ok(logits)
+        Ok(view.iter().copied().collect())
     }
 
-    /// Classifies a `u8` model input (an [`preprocess::INPUT`]-square image from [`preprocess::cell_input`]).
+    /// Classifies a `u8` model input (an [`preprocess::INPUT`]-square image from [`preprocess::cell_input`]),
+    /// unidentified below the card's threshold.
     pub fn classify_input(&self, input: &Frame) -> Result<Prediction, InferenceError> {
-        Ok(Prediction::from_logits(
-            self.logits(&preprocess::normalize(input))?,
-        ))
+        self.classify_input_with(input, self.card.unidentified_threshold)
+    }
+
+    /// [`Classifier::classify_input`] with another unidentified threshold.
+    pub fn classify_input_with(
+        &self,
+        input: &Frame,
+        unidentified_threshold: f32,
+    ) -> Result<Prediction, InferenceError> {
+        let logits = self.logits(&preprocess::normalize(input))?;
+        Ok(Prediction::from_logits(&logits, unidentified_threshold))
     }
 
     /// Classifies a frame holding one white cell (the Kaggle images): scale, locate, crop, classify.
@@ -215,19 +203,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn softmax_sums_to_one_and_picks_max() {
-        let p = Prediction::from_logits([0.0, 3.0, 1.0, -2.0]);
-        assert_eq!(p.class, Class::Lymphocyte);
-        assert!((p.probs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert_eq!(p.confidence, p.probs[1]);
-    }
-
-    #[test]
     fn embedded_model_classifies_a_frame() {
         let c = Classifier::embedded().expect("embedded model loads");
         let f = Frame::filled(320, 240, [200, 180, 200]).unwrap();
         let p = c.classify_frame(&f).unwrap();
+        assert_eq!(p.probs.len(), c.classes().len());
         assert!(p.probs.iter().all(|v| v.is_finite()));
+        let threshold = c.card().unidentified_threshold;
+        assert_eq!(p.class.is_some(), p.confidence >= threshold);
     }
 
     #[test]

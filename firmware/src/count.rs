@@ -1,60 +1,70 @@
 //! Counting: the running differential, the stop rule and flags against adult reference ranges.
 //!
 //! This module knows cell *types* only, never pixels or models: it is fed one typed cell at a time (a
-//! [`CountedCell`] from [`crate::pipeline::Pipeline::analyze`], or just an `Option<Class>` where `None` means
-//! unidentified) and answers how many of each, whether the target is reached, and which percentages fall
-//! outside the reference ranges.
+//! [`Cell`] from [`crate::pipeline::Pipeline::analyze`] or the journal, or just an `Option<usize>` class
+//! index where `None` means unidentified) and answers how many of each, whether the target is reached, and
+//! which percentages fall outside the reference ranges. The classes are the model card's
+//! ([`Classes`]); `count`, `run` and `report` all count through here.
 //!
 //! Reference ranges ([`ADULT_REFERENCE`]) are the normal adult values of MedlinePlus, *Blood differential
 //! test* (U.S. National Library of Medicine, <https://medlineplus.gov/ency/article/003657.htm>): neutrophils
-//! 40–60 %, lymphocytes 20–40 %, monocytes 2–8 %, eosinophils 1–4 % (basophils 0.5–1 %, not typed here).
+//! 40–60 %, lymphocytes 20–40 %, monocytes 2–8 %, eosinophils 1–4 %, basophils 0.5–1 %. They are looked up
+//! by class name (ignoring case); a class without a known range (a site model's own class) has no flag.
 //! Laboratories differ slightly (many texts give neutrophils 40–70 %); a flag is a prompt to look, not a
 //! diagnosis. With 100 cells a percentage carries a sampling error of several points, which is why the
 //! report always prints the count next to the percentage.
 
 use serde::Serialize;
 
-pub use crate::pipeline::{CountedCell, FrameResult, Pipeline};
-use crate::preprocess::{Class, CLASSES};
-
-/// The report's name for cells below the model's confidence threshold.
-pub const UNIDENTIFIED: &str = "UNIDENTIFIED";
+use crate::cell::Cell;
+pub use crate::classes::{Classes, UNIDENTIFIED};
 
 /// A normal range for one class, in percent of identified white cells.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct ReferenceRange {
-    /// The class.
-    pub class: Class,
+    /// The class name.
+    pub class: &'static str,
     /// Lowest normal percentage.
     pub low: f32,
     /// Highest normal percentage.
     pub high: f32,
 }
 
-/// Normal adult differential (MedlinePlus, *Blood differential test*, see the module docs), in [`CLASSES`]
-/// order.
-pub const ADULT_REFERENCE: [ReferenceRange; 4] = [
+/// Normal adult differential (MedlinePlus, *Blood differential test*, see the module docs).
+pub const ADULT_REFERENCE: [ReferenceRange; 5] = [
     ReferenceRange {
-        class: Class::Eosinophil,
+        class: "EOSINOPHIL",
         low: 1.0,
         high: 4.0,
     },
     ReferenceRange {
-        class: Class::Lymphocyte,
+        class: "LYMPHOCYTE",
         low: 20.0,
         high: 40.0,
     },
     ReferenceRange {
-        class: Class::Monocyte,
+        class: "MONOCYTE",
         low: 2.0,
         high: 8.0,
     },
     ReferenceRange {
-        class: Class::Neutrophil,
+        class: "NEUTROPHIL",
         low: 40.0,
         high: 60.0,
     },
+    ReferenceRange {
+        class: "BASOPHIL",
+        low: 0.5,
+        high: 1.0,
+    },
 ];
+
+/// The adult reference range of a class, by name (ignoring case); `None` for a class without one.
+pub fn reference_range(class: &str) -> Option<&'static ReferenceRange> {
+    ADULT_REFERENCE
+        .iter()
+        .find(|r| r.class.eq_ignore_ascii_case(class.trim()))
+}
 
 /// Which side of its range a percentage lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -67,10 +77,10 @@ pub enum Direction {
 }
 
 /// A class outside its reference range.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Flag {
-    /// The class.
-    pub class: Class,
+    /// The class, as the model names it.
+    pub class: String,
     /// Its percentage of identified cells.
     pub percent: f32,
     /// Low or high.
@@ -93,43 +103,53 @@ impl std::fmt::Display for Flag {
     }
 }
 
-/// A running white-cell differential: counts per class plus unidentified cells.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A running white-cell differential: counts per class of the model plus unidentified cells.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Differential {
-    counts: [u32; 4],
+    classes: Classes,
+    counts: Vec<u32>,
     unidentified: u32,
 }
 
 impl Differential {
-    /// An empty count.
-    pub fn new() -> Self {
-        Differential::default()
+    /// An empty count over these classes.
+    pub fn new(classes: Classes) -> Self {
+        Differential {
+            counts: vec![0; classes.len()],
+            classes,
+            unidentified: 0,
+        }
     }
 
-    /// Counts one cell from the pipeline.
-    pub fn add(&mut self, cell: &CountedCell) {
-        self.add_class(cell.class);
+    /// The classes counted.
+    pub fn classes(&self) -> &Classes {
+        &self.classes
     }
 
-    /// Counts one cell of a class (`None`: unidentified).
-    pub fn add_class(&mut self, class: Option<Class>) {
-        match class {
-            Some(c) => self.counts[c.index()] += 1,
+    /// Counts one cell (an untyped cell counts as unidentified).
+    pub fn add(&mut self, cell: &Cell) {
+        self.add_class(cell.class());
+    }
+
+    /// Counts one cell of a class index (`None`, or an index past the classes: unidentified).
+    pub fn add_class(&mut self, class: Option<usize>) {
+        match class.and_then(|c| self.counts.get_mut(c)) {
+            Some(n) => *n += 1,
             None => self.unidentified += 1,
         }
     }
 
-    /// Cells of a class (`None`: unidentified).
-    pub fn count(&self, class: Option<Class>) -> u32 {
+    /// Cells of a class index (`None`: unidentified).
+    pub fn count(&self, class: Option<usize>) -> u32 {
         match class {
-            Some(c) => self.counts[c.index()],
+            Some(c) => self.counts.get(c).copied().unwrap_or(0),
             None => self.unidentified,
         }
     }
 
-    /// Counts in [`CLASSES`] order.
-    pub fn counts(&self) -> [u32; 4] {
-        self.counts
+    /// Counts in class order.
+    pub fn counts(&self) -> &[u32] {
+        &self.counts
     }
 
     /// Unidentified cells.
@@ -137,7 +157,7 @@ impl Differential {
         self.unidentified
     }
 
-    /// Identified cells.
+    /// Identified (typed) cells.
     pub fn identified(&self) -> u32 {
         self.counts.iter().sum()
     }
@@ -147,28 +167,32 @@ impl Differential {
         self.identified() + self.unidentified
     }
 
-    /// Percentage of identified cells of each class (all 0 when none is identified).
-    pub fn percentages(&self) -> [f32; 4] {
+    /// Percentage of identified cells of each class, in class order (all 0 when none is identified).
+    pub fn percentages(&self) -> Vec<f32> {
         let n = self.identified();
-        self.counts.map(|c| {
-            if n == 0 {
-                0.0
-            } else {
-                100.0 * c as f32 / n as f32
-            }
-        })
+        self.counts
+            .iter()
+            .map(|&c| {
+                if n == 0 {
+                    0.0
+                } else {
+                    100.0 * c as f32 / n as f32
+                }
+            })
+            .collect()
     }
 
-    /// Classes outside [`ADULT_REFERENCE`] (percent of identified cells); none before any cell is identified.
+    /// Classes outside their [`ADULT_REFERENCE`] range (percent of identified cells), in class order;
+    /// none before any cell is identified, and none for a class without a known range.
     pub fn flags(&self) -> Vec<Flag> {
         if self.identified() == 0 {
             return Vec::new();
         }
-        let pct = self.percentages();
-        ADULT_REFERENCE
+        self.classes
             .iter()
-            .zip(pct)
-            .filter_map(|(r, p)| {
+            .zip(self.percentages())
+            .filter_map(|(name, p)| {
+                let r = reference_range(name)?;
                 let direction = if p < r.low {
                     Direction::Low
                 } else if p > r.high {
@@ -177,7 +201,7 @@ impl Differential {
                     return None;
                 };
                 Some(Flag {
-                    class: r.class,
+                    class: name.to_string(),
                     percent: p,
                     direction,
                     range: *r,
@@ -186,21 +210,24 @@ impl Differential {
             .collect()
     }
 
-    /// `{"EOSINOPHIL": n, "LYMPHOCYTE": n, "MONOCYTE": n, "NEUTROPHIL": n, "UNIDENTIFIED": n}`.
+    /// `{"<class>": n, ..., "UNIDENTIFIED": n}`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
-        for c in CLASSES {
-            m.insert(c.name().into(), self.counts[c.index()].into());
+        for (name, &n) in self.classes.iter().zip(&self.counts) {
+            m.insert(name.into(), n.into());
         }
         m.insert(UNIDENTIFIED.into(), self.unidentified.into());
         serde_json::Value::Object(m)
     }
 }
 
-/// Stop when this many cells (unidentified included) are counted; 0 means never stop early.
+/// Stop when this many cells are counted; 0 means no limit.
+///
+/// Unidentified cells count toward the target, as a person's manual differential counts every white cell
+/// it sees; the report says how many of them were typed ("100 cells counted, 79 typed").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct StopRule {
-    /// The target number of cells.
+    /// The target number of cells (0: no limit).
     pub target: u32,
 }
 
@@ -212,9 +239,35 @@ impl Default for StopRule {
 }
 
 impl StopRule {
+    /// Whether the rule has a target at all (`target > 0`).
+    pub fn limited(&self) -> bool {
+        self.target > 0
+    }
+
     /// Whether counting is done.
     pub fn reached(&self, d: &Differential) -> bool {
-        self.target > 0 && d.total() >= self.target
+        self.reached_at(d.total())
+    }
+
+    /// Whether counting is done once `counted` cells are counted.
+    pub fn reached_at(&self, counted: u32) -> bool {
+        self.limited() && counted >= self.target
+    }
+
+    /// How many more cells may be counted after `counted` (`None`: no limit).
+    pub fn remaining(&self, counted: u32) -> Option<u32> {
+        self.limited().then(|| self.target.saturating_sub(counted))
+    }
+}
+
+impl std::fmt::Display for StopRule {
+    /// `target 100` or `no target`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.limited() {
+            write!(f, "target {}", self.target)
+        } else {
+            f.write_str("no target")
+        }
     }
 }
 
@@ -222,11 +275,15 @@ impl StopRule {
 mod tests {
     use super::*;
 
+    fn four() -> Classes {
+        Classes::new(["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]).unwrap()
+    }
+
     #[test]
     fn counts_total_and_json() {
-        let mut d = Differential::new();
-        d.add_class(Some(Class::Neutrophil));
-        d.add_class(Some(Class::Neutrophil));
+        let mut d = Differential::new(four());
+        d.add_class(Some(3));
+        d.add_class(Some(3));
         d.add_class(None);
         assert_eq!(d.total(), 3);
         assert_eq!(d.identified(), 2);
@@ -239,34 +296,51 @@ mod tests {
 
     #[test]
     fn stop_rule() {
-        let mut d = Differential::new();
+        let mut d = Differential::new(four());
         let r = StopRule { target: 2 };
         assert!(!r.reached(&d));
         d.add_class(None);
-        d.add_class(Some(Class::Monocyte));
+        d.add_class(Some(2));
         assert!(r.reached(&d));
-        assert!(!StopRule { target: 0 }.reached(&d));
+        assert_eq!(r.remaining(1), Some(1));
+        assert_eq!(r.remaining(5), Some(0));
+        let none = StopRule { target: 0 };
+        assert!(!none.reached(&d));
+        assert_eq!(none.remaining(1_000), None);
+        assert_eq!(none.to_string(), "no target");
+        assert_eq!(r.to_string(), "target 2");
     }
 
     #[test]
     fn normal_differential_has_no_flags_abnormal_does() {
-        let mut d = Differential::new();
-        for (c, n) in [
-            (Class::Neutrophil, 55),
-            (Class::Lymphocyte, 35),
-            (Class::Monocyte, 6),
-            (Class::Eosinophil, 3),
-        ] {
+        let mut d = Differential::new(four());
+        for (c, n) in [(3, 55), (1, 35), (2, 6), (0, 3)] {
             (0..n).for_each(|_| d.add_class(Some(c)));
         }
         (0..7).for_each(|_| d.add_class(None));
         assert!(d.flags().is_empty(), "{:?}", d.flags());
-        (0..20).for_each(|_| d.add_class(Some(Class::Eosinophil)));
+        (0..20).for_each(|_| d.add_class(Some(0)));
         let f = d.flags();
         assert!(f
             .iter()
-            .any(|f| f.class == Class::Eosinophil && f.direction == Direction::High));
+            .any(|f| f.class == "EOSINOPHIL" && f.direction == Direction::High));
         assert!(f[0].to_string().contains("reference"));
-        assert!(Differential::new().flags().is_empty());
+        assert!(Differential::new(four()).flags().is_empty());
+    }
+
+    #[test]
+    fn ranges_are_found_by_name_and_other_classes_have_no_flag() {
+        let site = Classes::new(["neutrophil", "Basophil", "BLAST"]).unwrap();
+        let mut d = Differential::new(site);
+        (0..50).for_each(|_| d.add_class(Some(0)));
+        (0..10).for_each(|_| d.add_class(Some(1)));
+        (0..40).for_each(|_| d.add_class(Some(2)));
+        let f = d.flags();
+        // neutrophil 50 % is normal, Basophil 10 % is high, BLAST has no reference range.
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].class, "Basophil");
+        assert_eq!(f[0].direction, Direction::High);
+        assert_eq!(reference_range("basophil").unwrap().low, 0.5);
+        assert!(reference_range("BLAST").is_none());
     }
 }

@@ -8,6 +8,28 @@ use std::path::{Path, PathBuf};
 /// than risking a multi-gigabyte allocation on the device.
 pub const MAX_SIDE: u32 = 16_384;
 
+/// The image formats [`Frame::decode`] reads (microscope cameras write BMP and TIFF).
+pub const FORMATS: [image::ImageFormat; 4] = [
+    image::ImageFormat::Jpeg,
+    image::ImageFormat::Png,
+    image::ImageFormat::Bmp,
+    image::ImageFormat::Tiff,
+];
+
+/// PNG bytes of `width × height` pixels of `color`: the one PNG encoder of the device (frames, masks,
+/// crops for the journal and the HTML report). Fails only when the buffer does not match the geometry.
+pub fn encode_png(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    color: image::ExtendedColorType,
+) -> Result<Vec<u8>, image::ImageError> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out).write_image(data, width, height, color)?;
+    Ok(out)
+}
+
 /// An RGB8 frame, row-major, 3 bytes per pixel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
@@ -20,7 +42,7 @@ pub struct Frame {
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         /// The file.
         path: PathBuf,
@@ -28,12 +50,13 @@ pub enum FrameError {
         source: std::io::Error,
     },
     /// The file is not a decodable image (corrupt, truncated or an unsupported format).
-    #[error("{path}: not a decodable JPEG/PNG image: {reason}")]
+    #[error("{path}: not a decodable image (JPEG, PNG, BMP or TIFF)")]
     Decode {
-        /// The file.
+        /// The file (empty from [`Frame::decode`]; [`Frame::open`] fills it in).
         path: PathBuf,
         /// What the decoder said.
-        reason: String,
+        #[source]
+        source: image::ImageError,
     },
     /// The pixel buffer does not match the stated size, or the size is zero or too large.
     #[error("bad frame geometry {width}x{height} with {len} bytes")]
@@ -80,30 +103,36 @@ impl Frame {
         Frame::new(width, height, data)
     }
 
-    /// Decodes a JPEG or PNG file.
+    /// Decodes an image file (JPEG, PNG, BMP or TIFF).
     pub fn open(path: &Path) -> Result<Self, FrameError> {
         let bytes = std::fs::read(path).map_err(|source| FrameError::Io {
             path: path.to_owned(),
             source,
         })?;
         Frame::decode(&bytes).map_err(|e| match e {
-            FrameError::Decode { reason, .. } => FrameError::Decode {
+            FrameError::Decode { source, .. } => FrameError::Decode {
                 path: path.to_owned(),
-                reason,
+                source,
             },
             other => other,
         })
     }
 
-    /// Decodes JPEG or PNG bytes (the error's path is empty; [`Frame::open`] fills it in).
+    /// Decodes JPEG, PNG, BMP or TIFF bytes (the error's path is empty; [`Frame::open`] fills it in).
     pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
-        let decode_err = |reason: String| FrameError::Decode {
+        use image::error::{ImageFormatHint, UnsupportedError, UnsupportedErrorKind};
+        let decode_err = |source| FrameError::Decode {
             path: PathBuf::new(),
-            reason,
+            source,
         };
-        let format = image::guess_format(bytes).map_err(|e| decode_err(e.to_string()))?;
-        if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
-            return Err(decode_err(format!("unsupported format {format:?}")));
+        let format = image::guess_format(bytes).map_err(decode_err)?;
+        if !FORMATS.contains(&format) {
+            return Err(decode_err(image::ImageError::Unsupported(
+                UnsupportedError::from_format_and_kind(
+                    ImageFormatHint::Exact(format),
+                    UnsupportedErrorKind::Format(ImageFormatHint::Exact(format)),
+                ),
+            )));
         }
         let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
         let mut limits = image::Limits::default();
@@ -111,10 +140,20 @@ impl Frame {
         limits.max_image_height = Some(MAX_SIDE);
         limits.max_alloc = Some(1 << 30);
         reader.limits(limits);
-        let img = reader.decode().map_err(|e| decode_err(e.to_string()))?;
+        let img = reader.decode().map_err(decode_err)?;
         let rgb = img.into_rgb8();
         let (w, h) = rgb.dimensions();
         Frame::new(w, h, rgb.into_raw())
+    }
+
+    /// The frame as PNG bytes.
+    pub fn to_png(&self) -> Result<Vec<u8>, image::ImageError> {
+        encode_png(
+            &self.data,
+            self.width,
+            self.height,
+            image::ExtendedColorType::Rgb8,
+        )
     }
 
     /// Width in pixels.
@@ -196,6 +235,19 @@ mod tests {
         std::fs::write(&p, [0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F']).unwrap();
         let msg = Frame::open(&p).unwrap_err().to_string();
         assert!(msg.contains("broken.jpeg"), "{msg}");
+    }
+
+    #[test]
+    fn bmp_and_tiff_decode_like_png() {
+        let f = Frame::new(3, 2, (0..18).map(|i| i * 13).collect()).unwrap();
+        for format in [image::ImageFormat::Bmp, image::ImageFormat::Tiff] {
+            let img = image::RgbImage::from_raw(3, 2, f.data().to_vec()).unwrap();
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut bytes, format).unwrap();
+            assert_eq!(Frame::decode(bytes.get_ref()).unwrap(), f, "{format:?}");
+        }
+        let png = f.to_png().unwrap();
+        assert_eq!(Frame::decode(&png).unwrap(), f);
     }
 
     #[test]

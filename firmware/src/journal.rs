@@ -1,9 +1,15 @@
 //! The count journal: an append-only, fsync'd record of every counted cell, so a power cut or `kill -9`
-//! loses nothing and a resumed session counts nothing twice.
+//! loses nothing, a resumed session counts nothing twice, and the session's report can be rebuilt from it
+//! (`leukoscope report --journal FILE`, [`crate::report::Report::from_journal`]).
 //!
-//! **Format**: one record per line, `CCCCCCCC {json}\n`, where `CCCCCCCC` is the CRC-32 (IEEE, written
-//! here, no dependency) of the JSON bytes in lower-case hex. Records ([`Record`]): a `start` header, `cell`
-//! (with its crop as base64 PNG), `frame_done`, `paused`, `resumed`, `finished`.
+//! **Format** (version [`VERSION`]): one JSON object per line (JSON Lines, so `jq` reads it:
+//! `jq -c 'select(.type == "cell") | .prediction' J`). Each object starts with its own checksum,
+//! `{"crc":"CCCCCCCC",...}`: `CCCCCCCC` is the CRC-32 (IEEE, lower-case hex) of the same record written
+//! without it, that is of the bytes `{` followed by everything after the line's first comma, without
+//! the line break. Records ([`Record`], told apart by `"type"`): a `start` header (what made the
+//! session: target, slide or board, software, analyzer, model and sha256, unidentified threshold,
+//! classes), `cell` (box, prediction, crop as base64 PNG), `frame_done`, `paused`, `resumed`,
+//! `finished`. Version 1 journals (`CCCCCCCC {json}` lines) are refused with a clear error.
 //!
 //! **Atomicity per frame**: a frame's cells are appended and fsync'd, then its `frame_done` is appended and
 //! fsync'd, and only then are the cells shown. A cell counts only when its frame's `frame_done` is in the
@@ -19,28 +25,100 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::cell::{Cell, Prediction};
 use crate::frame::Frame;
-use crate::preprocess::Class;
+use crate::pipeline::Analysis;
+use crate::rect::Rect;
 
 /// Journal format version written in the `start` record.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// What made a session: the journal's first record. A resumed session must be the same session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Cells to count (0: no limit). Unidentified cells count toward it.
+    pub target: u32,
+    /// Where the cells came from: the slide (simulator) or the board.
+    pub source: String,
+    /// The software that counted, e.g. `leukoscope 0.1.0`.
+    pub software: String,
+    /// When the session started, seconds since the Unix epoch.
+    pub unix: u64,
+    /// The analyzer, model, threshold and classes.
+    #[serde(flatten)]
+    pub analysis: Analysis,
+}
+
+impl Header {
+    /// A header for a session starting now with this build.
+    pub fn new(target: u32, source: impl Into<String>, analysis: Analysis) -> Self {
+        Header {
+            target,
+            source: source.into(),
+            software: crate::report::software(),
+            unix: unix_now(),
+            analysis,
+        }
+    }
+
+    /// Why a session described by `wanted` may not continue this journal (another model, slide, board,
+    /// analyzer, class list or threshold); `None` when it may. The target is not compared: a resumed
+    /// session keeps the journal's.
+    pub fn mismatch(&self, wanted: &Header) -> Option<String> {
+        let (a, b) = (&self.analysis, &wanted.analysis);
+        let model = |m: &Option<crate::model::ModelId>| {
+            m.as_ref()
+                .map_or_else(|| "no model".to_string(), ToString::to_string)
+        };
+        if self.source != wanted.source {
+            Some(format!(
+                "the journal counted {:?}, this session is {:?}",
+                self.source, wanted.source
+            ))
+        } else if a.analyzer != b.analyzer {
+            Some(format!(
+                "the journal was counted with --analyzer {}, this session uses {}",
+                a.analyzer, b.analyzer
+            ))
+        } else if a.model.as_ref().map(|m| &m.sha256) != b.model.as_ref().map(|m| &m.sha256) {
+            Some(format!(
+                "the journal was counted with model {}, this session uses {}",
+                model(&a.model),
+                model(&b.model)
+            ))
+        } else if a.classes != b.classes {
+            Some(format!(
+                "the journal's classes are {}, this session's are {}",
+                a.classes, b.classes
+            ))
+        } else if a.unidentified_threshold != b.unidentified_threshold {
+            Some(format!(
+                "the journal's unidentified threshold is {}, this session's is {}",
+                a.unidentified_threshold, b.unidentified_threshold
+            ))
+        } else {
+            None
+        }
+    }
+}
 
 /// One line of the journal.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     /// The header: first line of every journal.
     Start {
         /// Format version.
         version: u32,
-        /// Cells to count.
-        target: u32,
-        /// Seconds since the Unix epoch.
-        unix: u64,
-        /// What is being counted (board, slide, model).
-        source: String,
+        /// What made the session.
+        #[serde(flatten)]
+        header: Header,
     },
-    /// A counted cell; it counts once its frame's `frame_done` follows.
+    /// A counted cell (the serialised form of a [`Cell`]); it counts once its frame's `frame_done`
+    /// follows.
     Cell {
         /// Frame id (unique within the journal).
         frame: u64,
@@ -48,14 +126,12 @@ pub enum Record {
         field: u32,
         /// Position within the frame's list of cells.
         index: u32,
-        /// `[x0, y0, x1, y1]` in frame pixels, as the analyzer gave it.
-        bbox: [u32; 4],
-        /// Type, or `null` for unidentified.
-        class: Option<Class>,
-        /// Classifier confidence.
-        confidence: f32,
-        /// The crop as base64 PNG.
-        crop_png: String,
+        /// The cell's box in frame pixels, `[x0, y0, x1, y1]`.
+        bbox: Rect,
+        /// What the classifier said (class indices into the header's classes), if typed.
+        prediction: Option<Prediction>,
+        /// The crop as base64 PNG, if the cell has one.
+        crop_png: Option<String>,
     },
     /// All cells of a frame are in the journal.
     FrameDone {
@@ -70,7 +146,7 @@ pub enum Record {
         /// Number of `cell` records of this frame.
         cells: u32,
     },
-    /// The session stopped waiting for a person (camera gone, stalled motor).
+    /// The session stopped waiting for a person (camera gone, stalled motor, Ctrl-C).
     Paused {
         /// Why, in words.
         reason: String,
@@ -82,7 +158,7 @@ pub enum Record {
         /// Seconds since the Unix epoch.
         unix: u64,
     },
-    /// The target was reached (or the slide exhausted).
+    /// The target was reached (or, with no target, every field was counted).
     Finished {
         /// Cells counted.
         counted: u32,
@@ -91,34 +167,53 @@ pub enum Record {
     },
 }
 
-/// A committed cell, as read back.
+impl Record {
+    /// The `cell` record of a frame's `index`-th cell.
+    pub fn cell(frame: u64, field: u32, index: u32, cell: &Cell) -> Result<Record, JournalError> {
+        let crop_png = cell.crop.as_ref().map(crop_to_png_base64).transpose()?;
+        Ok(Record::Cell {
+            frame,
+            field,
+            index,
+            bbox: cell.rect,
+            prediction: cell.prediction.clone(),
+            crop_png,
+        })
+    }
+}
+
+/// A committed frame of a session: where it was taken and its cells, in order.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CellEntry {
+pub struct FieldCells {
     /// Frame id.
     pub frame: u64,
     /// Field index.
     pub field: u32,
-    /// Index within the frame.
-    pub index: u32,
-    /// Bounding box.
-    pub bbox: [u32; 4],
-    /// Type, or `None` for unidentified.
-    pub class: Option<Class>,
-    /// Confidence.
-    pub confidence: f32,
-    /// Base64 PNG crop.
-    pub crop_png: String,
+    /// Stage position, if motorised.
+    pub stage: Option<(i32, i32)>,
+    /// Focus position used.
+    pub focus: i32,
+    /// The cells, with their crops and predictions.
+    pub cells: Vec<Cell>,
+}
+
+impl FieldCells {
+    /// `field 3`, or `field 3 at (2, 0)` with a motorised stage: how reports name the frame.
+    pub fn name(&self) -> String {
+        match self.stage {
+            Some((x, y)) => format!("field {} at ({x}, {y})", self.field),
+            None => format!("field {}", self.field),
+        }
+    }
 }
 
 /// Everything a journal says, replayed.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct State {
-    /// Target from the header.
-    pub target: u32,
-    /// What the header says is being counted.
-    pub source: String,
-    /// Committed cells, in journal order.
-    pub cells: Vec<CellEntry>,
+    /// What made the session.
+    pub header: Header,
+    /// Committed frames, in journal order.
+    pub frames: Vec<FieldCells>,
     /// Fields whose frame is committed.
     pub done_fields: BTreeSet<u32>,
     /// Next unused frame id.
@@ -136,9 +231,33 @@ pub struct State {
 }
 
 impl State {
+    fn new(header: Header) -> Self {
+        State {
+            header,
+            frames: Vec::new(),
+            done_fields: BTreeSet::new(),
+            next_frame: 0,
+            orphan_cells: 0,
+            finished: false,
+            torn_bytes: 0,
+            records: 0,
+            valid_len: 0,
+        }
+    }
+
+    /// The target from the header (0: no limit).
+    pub fn target(&self) -> u32 {
+        self.header.target
+    }
+
     /// Committed cells.
     pub fn counted(&self) -> u32 {
-        self.cells.len() as u32
+        self.frames.iter().map(|f| f.cells.len() as u32).sum()
+    }
+
+    /// Committed cells, in journal order.
+    pub fn cells(&self) -> impl Iterator<Item = &Cell> {
+        self.frames.iter().flat_map(|f| &f.cells)
     }
 }
 
@@ -146,11 +265,12 @@ impl State {
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// An I/O error.
-    #[error("{path}: journal I/O error: {source}")]
+    #[error("{path}: journal I/O error")]
     Io {
         /// The journal.
         path: PathBuf,
         /// The error.
+        #[source]
         source: std::io::Error,
     },
     /// Refusing to overwrite a journal that holds counted cells.
@@ -171,9 +291,27 @@ pub enum JournalError {
         /// What is wrong.
         reason: String,
     },
+    /// A journal of another format version.
+    #[error("{path}: journal format version {found}, this leukoscope reads version {VERSION}; rebuild its report with the leukoscope that wrote it, or start a new journal")]
+    Version {
+        /// The journal.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// A resumed session is not the session the journal holds.
+    #[error(
+        "{path}: cannot resume: {reason}; continue it as it was started, or start a new journal"
+    )]
+    Mismatch {
+        /// The journal.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
     /// A cell's crop could not be encoded.
-    #[error("cannot encode crop as PNG: {0}")]
-    Encode(String),
+    #[error("cannot encode a crop as PNG")]
+    Encode(#[source] image::ImageError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -200,8 +338,8 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts a new journal; fails with [`JournalError::Exists`] if the file exists.
-    pub fn create(path: &Path, target: u32, source: &str) -> Result<Self, JournalError> {
+    /// Starts a new journal with its header; fails with [`JournalError::Exists`] if the file exists.
+    pub fn create(path: &Path, header: Header) -> Result<Self, JournalError> {
         let file = OpenOptions::new()
             .append(true)
             .create_new(true)
@@ -219,21 +357,16 @@ impl Journal {
                 }
             })?;
         sync_dir(path)?;
+        let start = Record::Start {
+            version: VERSION,
+            header: header.clone(),
+        };
         let mut j = Journal {
             file,
             path: path.to_owned(),
-            state: State {
-                target,
-                source: source.to_owned(),
-                ..State::default()
-            },
+            state: State::new(header),
         };
-        j.append(&Record::Start {
-            version: VERSION,
-            target,
-            unix: unix_now(),
-            source: source.to_owned(),
-        })?;
+        j.append(&start)?;
         j.sync()?;
         Ok(j)
     }
@@ -241,7 +374,19 @@ impl Journal {
     /// Opens an existing journal to continue it: replays it, cuts off a torn last line, and appends a
     /// `resumed` record.
     pub fn resume(path: &Path) -> Result<Self, JournalError> {
+        Journal::resume_as(path, None)
+    }
+
+    /// [`Journal::resume`], refusing ([`JournalError::Mismatch`]) when the session described by `wanted`
+    /// is not the one the journal holds (see [`Header::mismatch`]); nothing is written then.
+    pub fn resume_as(path: &Path, wanted: Option<&Header>) -> Result<Self, JournalError> {
         let state = read(path)?;
+        if let Some(reason) = wanted.and_then(|w| state.header.mismatch(w)) {
+            return Err(JournalError::Mismatch {
+                path: path.to_owned(),
+                reason,
+            });
+        }
         let file = OpenOptions::new()
             .write(true)
             .open(path)
@@ -306,18 +451,10 @@ impl Journal {
         field: u32,
         stage: Option<(i32, i32)>,
         focus: i32,
-        cells: &[CellEntry],
+        cells: &[Cell],
     ) -> Result<(), JournalError> {
-        for c in cells {
-            self.append(&Record::Cell {
-                frame,
-                field,
-                index: c.index,
-                bbox: c.bbox,
-                class: c.class,
-                confidence: c.confidence,
-                crop_png: c.crop_png.clone(),
-            })?;
+        for (index, c) in cells.iter().enumerate() {
+            self.append(&Record::cell(frame, field, index as u32, c)?)?;
         }
         self.sync()?;
         self.append(&Record::FrameDone {
@@ -329,11 +466,13 @@ impl Journal {
         })?;
         self.sync()?;
         self.state.done_fields.insert(field);
-        self.state.cells.extend(cells.iter().cloned().map(|mut c| {
-            c.frame = frame;
-            c.field = field;
-            c
-        }));
+        self.state.frames.push(FieldCells {
+            frame,
+            field,
+            stage,
+            focus,
+            cells: cells.to_vec(),
+        });
         self.state.next_frame = self.state.next_frame.max(frame + 1);
         Ok(())
     }
@@ -372,22 +511,55 @@ fn sync_dir(path: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// `CCCCCCCC {json}\n`.
+const CRC_PREFIX: &str = "{\"crc\":\"";
+
+/// `{"crc":"CCCCCCCC",<the record's fields>}\n`: the record's JSON with its CRC-32 as the first field.
 pub fn encode_line(record: &Record) -> String {
     let json = serde_json::to_string(record).expect("records serialise");
-    format!("{:08x} {json}\n", crc32(json.as_bytes()))
+    // A record is a non-empty object (it has at least its "type"), so `json` is `{...}`.
+    format!(
+        "{CRC_PREFIX}{:08x}\",{}\n",
+        crc32fast::hash(json.as_bytes()),
+        &json[1..]
+    )
 }
 
 fn decode_line(line: &[u8]) -> Result<Record, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string())?;
-    let (crc, json) = text
-        .split_once(' ')
+    let rest = text
+        .strip_prefix(CRC_PREFIX)
         .ok_or_else(|| "no checksum".to_string())?;
+    let (crc, body) = match (rest.get(..8), rest.get(8..10), rest.get(10..)) {
+        (Some(crc), Some("\","), Some(body)) => (crc, body),
+        _ => return Err("bad checksum field".into()),
+    };
     let want = u32::from_str_radix(crc, 16).map_err(|_| format!("bad checksum field {crc:?}"))?;
-    if crc.len() != 8 || crc32(json.as_bytes()) != want {
+    let json = format!("{{{body}");
+    if crc32fast::hash(json.as_bytes()) != want {
         return Err("checksum mismatch".into());
     }
-    serde_json::from_str(json).map_err(|e| format!("bad record: {e}"))
+    serde_json::from_str(&json).map_err(|e| format!("bad record: {e}"))
+}
+
+/// Whether a line is a version 1 record (`CCCCCCCC {json}`).
+fn is_version_1(line: &[u8]) -> bool {
+    line.len() > 10 && line[..8].iter().all(u8::is_ascii_hexdigit) && &line[8..10] == b" {"
+}
+
+/// A committed cell back into the one cell type.
+fn into_cell(
+    bbox: Rect,
+    prediction: Option<Prediction>,
+    crop_png: Option<String>,
+) -> Result<Cell, String> {
+    let crop = crop_png
+        .map(|t| crop_from_png_base64(&t).ok_or("a crop that does not decode"))
+        .transpose()?;
+    Ok(Cell {
+        crop,
+        prediction,
+        ..Cell::new(bbox)
+    })
 }
 
 /// Reads and replays a journal without changing it.
@@ -429,66 +601,58 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
             });
         }
     }
+    if lines.first().is_some_and(|l| is_version_1(l.1)) {
+        return Err(JournalError::Version {
+            path: path.to_owned(),
+            found: 1,
+        });
+    }
     let valid_len = lines.get(valid).map_or(bytes.len(), |l| l.0) as u64;
-    let mut st = State {
-        torn_bytes: bytes.len() as u64 - valid_len,
-        valid_len,
-        records: valid,
-        ..State::default()
-    };
     let corrupt = |line: usize, reason: String| JournalError::Corrupt {
         path: path.to_owned(),
         line,
         reason,
     };
-    let mut pending: BTreeMap<u64, Vec<CellEntry>> = BTreeMap::new();
-    for (i, rec) in decoded.into_iter().take(valid).enumerate() {
+    let mut records = decoded.into_iter().take(valid).enumerate();
+    let mut st = match records.next() {
+        None => return Err(corrupt(1, "empty journal (no start record)".into())),
+        Some((_, Err(e))) => return Err(corrupt(1, e)),
+        Some((_, Ok(Record::Start { version, header }))) => {
+            if version != VERSION {
+                return Err(JournalError::Version {
+                    path: path.to_owned(),
+                    found: version,
+                });
+            }
+            State::new(header)
+        }
+        Some(_) => return Err(corrupt(1, "does not begin with a start record".into())),
+    };
+    st.torn_bytes = bytes.len() as u64 - valid_len;
+    st.valid_len = valid_len;
+    st.records = valid;
+    let mut pending: BTreeMap<u64, Vec<Cell>> = BTreeMap::new();
+    for (i, rec) in records {
         let rec = rec.map_err(|e| corrupt(i + 1, e))?;
         match rec {
-            Record::Start {
-                version,
-                target,
-                source,
-                ..
-            } => {
-                if i != 0 {
-                    return Err(corrupt(i + 1, "a second start record".into()));
-                }
-                if version != VERSION {
-                    return Err(corrupt(
-                        i + 1,
-                        format!("journal version {version}, expected {VERSION}"),
-                    ));
-                }
-                st.target = target;
-                st.source = source;
-            }
-            _ if i == 0 => return Err(corrupt(1, "does not begin with a start record".into())),
+            Record::Start { .. } => return Err(corrupt(i + 1, "a second start record".into())),
             Record::Cell {
                 frame,
-                field,
-                index,
                 bbox,
-                class,
-                confidence,
+                prediction,
                 crop_png,
+                ..
             } => {
                 st.next_frame = st.next_frame.max(frame + 1);
-                pending.entry(frame).or_default().push(CellEntry {
-                    frame,
-                    field,
-                    index,
-                    bbox,
-                    class,
-                    confidence,
-                    crop_png,
-                });
+                let cell = into_cell(bbox, prediction, crop_png).map_err(|e| corrupt(i + 1, e))?;
+                pending.entry(frame).or_default().push(cell);
             }
             Record::FrameDone {
                 frame,
                 field,
+                stage,
+                focus,
                 cells,
-                ..
             } => {
                 let got = pending.remove(&frame).unwrap_or_default();
                 if got.len() as u32 != cells {
@@ -504,107 +668,40 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
                     return Err(corrupt(i + 1, format!("field {field} committed twice")));
                 }
                 st.next_frame = st.next_frame.max(frame + 1);
-                st.cells.extend(got);
+                st.frames.push(FieldCells {
+                    frame,
+                    field,
+                    stage,
+                    focus,
+                    cells: got,
+                });
             }
             Record::Finished { .. } => st.finished = true,
             Record::Paused { .. } | Record::Resumed { .. } => {}
         }
     }
-    if valid == 0 {
-        return Err(corrupt(1, "empty journal (no start record)".into()));
-    }
     st.orphan_cells = pending.values().map(|v| v.len() as u32).sum();
     Ok(st)
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib and PNG use), table-driven.
-pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    !data.iter().fold(!0u32, |c, &b| {
-        TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
-    })
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes standard base64 (padding optional); `None` on a bad character.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = B64.iter().position(|&x| x == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 /// A crop as base64 PNG.
 pub fn crop_to_png_base64(crop: &Frame) -> Result<String, JournalError> {
-    use image::ImageEncoder;
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(
-            crop.data(),
-            crop.width(),
-            crop.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| JournalError::Encode(e.to_string()))?;
-    Ok(base64_encode(&png))
+    let png = crop.to_png().map_err(JournalError::Encode)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(png))
 }
 
 /// Decodes a journal crop back into a frame.
 pub fn crop_from_png_base64(text: &str) -> Option<Frame> {
-    Frame::decode(&base64_decode(text)?).ok()
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    Frame::decode(&png).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classes::Classes;
 
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("leuko-journal-{}", std::process::id()));
@@ -614,59 +711,104 @@ mod tests {
         p
     }
 
-    fn cell(index: u32) -> CellEntry {
+    fn analysis() -> Analysis {
+        Analysis {
+            analyzer: "model".into(),
+            model: Some(crate::model::ModelId {
+                name: "m".into(),
+                sha256: "ab".repeat(32),
+            }),
+            unidentified_threshold: 0.5,
+            classes: Classes::new(["A", "B", "C"]).unwrap(),
+        }
+    }
+
+    fn header(target: u32) -> Header {
+        Header::new(target, "test", analysis())
+    }
+
+    fn cell(index: u32) -> Cell {
         let crop = Frame::filled(4, 3, [10, 20, 30]).unwrap();
-        CellEntry {
-            frame: 0,
-            field: 0,
-            index,
-            bbox: [1, 2, 3, 4],
-            class: if index % 2 == 0 {
-                Some(Class::Monocyte)
-            } else {
-                None
-            },
-            confidence: 0.5,
-            crop_png: crop_to_png_base64(&crop).unwrap(),
+        let logits = if index % 2 == 0 {
+            [0.0, 0.0, 5.0]
+        } else {
+            [0.0, 0.1, 0.0]
+        };
+        Cell {
+            crop: Some(crop),
+            prediction: Some(Prediction::from_logits(&logits, 0.5)),
+            ..Cell::new(Rect::new(1, 2, 3, 4 + index))
         }
     }
 
     #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
+    fn lines_are_json_with_their_checksum_first() {
+        let line = encode_line(&Record::Resumed { unix: 7 });
+        assert!(line.starts_with("{\"crc\":\""), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["type"], "resumed");
+        assert_eq!(v["unix"], 7);
+        let crc = v["crc"].as_str().unwrap();
+        assert_eq!(
+            u32::from_str_radix(crc, 16).unwrap(),
+            crc32fast::hash(br#"{"type":"resumed","unix":7}"#)
+        );
+        assert_eq!(
+            decode_line(line.trim_end().as_bytes()).unwrap(),
+            Record::Resumed { unix: 7 }
+        );
     }
 
     #[test]
-    fn base64_round_trips() {
-        for n in 0..20u8 {
-            let data: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
-            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
-        }
-        assert_eq!(base64_encode(b"Man"), "TWFu");
-        assert_eq!(base64_encode(b"Ma"), "TWE=");
-        assert!(base64_decode("not*base64").is_none());
-    }
-
-    #[test]
-    fn committed_frames_survive_and_crops_decode() {
+    fn committed_frames_survive_with_their_cells_and_header() {
         let p = tmp("commit.jsonl");
-        let mut j = Journal::create(&p, 10, "test").unwrap();
+        let mut j = Journal::create(&p, header(10)).unwrap();
         let f = j.next_frame();
         j.commit_frame(f, 0, Some((0, 0)), 5, &[cell(0), cell(1)])
             .unwrap();
+        let written = j.state().clone();
         drop(j);
         let st = read(&p).unwrap();
+        assert_eq!(st, written, "replay gives what was written");
         assert_eq!(st.counted(), 2);
-        assert_eq!(st.target, 10);
+        assert_eq!(st.target(), 10);
+        assert_eq!(st.header.analysis, analysis());
+        assert_eq!(st.header.software, crate::report::software());
         assert!(st.done_fields.contains(&0));
-        assert_eq!(st.cells[0].class, Some(Class::Monocyte));
-        let crop = crop_from_png_base64(&st.cells[1].crop_png).unwrap();
-        assert_eq!(crop.pixel(3, 2), [10, 20, 30]);
+        assert_eq!(st.frames[0].cells[0].class(), Some(2));
+        assert_eq!(st.frames[0].cells[1].class(), None);
+        assert_eq!(st.frames[0].cells[1], cell(1));
+        assert_eq!(st.frames[0].name(), "field 0 at (0, 0)");
         assert!(matches!(
-            Journal::create(&p, 10, "x").unwrap_err(),
+            Journal::create(&p, header(10)).unwrap_err(),
             JournalError::Exists { .. }
         ));
+    }
+
+    #[test]
+    fn resume_refuses_another_model_slide_or_analyzer() {
+        let p = tmp("mismatch.jsonl");
+        drop(Journal::create(&p, header(10)).unwrap());
+        let before = std::fs::read(&p).unwrap();
+        let mut other_model = header(10);
+        other_model.analysis.model.as_mut().unwrap().sha256 = "cd".repeat(32);
+        let mut other_slide = header(10);
+        other_slide.source = "elsewhere".into();
+        let mut blobs = header(10);
+        blobs.analysis.analyzer = "blobs".into();
+        for (wanted, word) in [
+            (other_model, "model"),
+            (other_slide, "elsewhere"),
+            (blobs, "blobs"),
+        ] {
+            let err = Journal::resume_as(&p, Some(&wanted)).unwrap_err();
+            assert!(matches!(err, JournalError::Mismatch { .. }), "{err}");
+            assert!(err.to_string().contains(word), "{err}");
+        }
+        assert_eq!(std::fs::read(&p).unwrap(), before, "nothing written");
+        // Another target is no mismatch: the journal's is kept.
+        let j = Journal::resume_as(&p, Some(&header(50))).unwrap();
+        assert_eq!(j.state().target(), 10);
     }
 
     /// Regression guard for the crash window between a frame's cells and its `frame_done`: those cells
@@ -674,18 +816,9 @@ mod tests {
     #[test]
     fn cells_without_frame_done_are_orphans_and_ids_move_on() {
         let p = tmp("orphan.jsonl");
-        let mut j = Journal::create(&p, 10, "test").unwrap();
+        let mut j = Journal::create(&p, header(10)).unwrap();
         j.commit_frame(0, 0, None, 0, &[cell(0)]).unwrap();
-        j.append(&Record::Cell {
-            frame: 1,
-            field: 1,
-            index: 0,
-            bbox: [0; 4],
-            class: None,
-            confidence: 0.1,
-            crop_png: String::new(),
-        })
-        .unwrap();
+        j.append(&Record::cell(1, 1, 0, &cell(3)).unwrap()).unwrap();
         j.sync().unwrap();
         drop(j);
         let mut j = Journal::resume(&p).unwrap();
@@ -698,7 +831,7 @@ mod tests {
     #[test]
     fn torn_last_line_is_ignored_then_cut_on_resume() {
         let p = tmp("torn.jsonl");
-        let mut j = Journal::create(&p, 10, "test").unwrap();
+        let mut j = Journal::create(&p, header(10)).unwrap();
         j.commit_frame(0, 0, None, 0, &[cell(0)]).unwrap();
         drop(j);
         let good_len = std::fs::metadata(&p).unwrap().len();
@@ -723,7 +856,7 @@ mod tests {
         assert!(std::fs::metadata(&p).unwrap().len() > good_len);
 
         let mut bad = line.into_bytes();
-        bad[20] ^= 1;
+        bad[30] ^= 1;
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(&bad).unwrap();
         drop(f);
@@ -733,7 +866,7 @@ mod tests {
     #[test]
     fn damage_in_the_middle_is_corruption_with_a_line_number() {
         let p = tmp("corrupt.jsonl");
-        let mut j = Journal::create(&p, 10, "test").unwrap();
+        let mut j = Journal::create(&p, header(10)).unwrap();
         j.commit_frame(0, 0, None, 0, &[cell(0)]).unwrap();
         j.commit_frame(1, 1, None, 0, &[cell(0)]).unwrap();
         drop(j);
@@ -743,5 +876,19 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let err = read(&p).unwrap_err().to_string();
         assert!(err.contains(":2:") && err.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_journal_is_a_clear_error() {
+        let p = tmp("v1.jsonl");
+        let json = r#"{"type":"start","version":1,"target":10,"unix":0,"source":"sim"}"#;
+        let line = format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()));
+        std::fs::write(&p, line).unwrap();
+        let err = read(&p).unwrap_err();
+        assert!(
+            matches!(err, JournalError::Version { found: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("version 1"), "{err}");
     }
 }

@@ -1,8 +1,11 @@
 //! Leukoscope device library: everything the point-of-care white-blood-cell counter runs.
 //!
-//! Data flow (see `DESIGN.md`): a [`frame::Frame`] from a camera or a file is cut into a classifier input by
-//! [`preprocess`] (the one contract shared with the host trainer), typed by [`classify::Classifier`] (tract,
-//! CPU only) and reported. This crate never depends on libtorch.
+//! Data flow (see `DESIGN.md`): a [`frame::Frame`] from a camera or a file ([`inputs`] finds the files)
+//! is segmented ([`segment`]) and each white cell cut into a classifier input by [`preprocess`] (the one
+//! contract shared with the host trainer), typed by [`classify::Classifier`] (tract, CPU only) into the one
+//! cell type [`cell::Cell`], counted ([`count`]) and reported ([`report`]); a microscope [`session`] does
+//! the same field by field and keeps every cell in its [`journal`]. The classes are the model card's
+//! ([`classes::Classes`]). This crate never depends on libtorch.
 #![warn(missing_docs)]
 
 pub mod autofocus;
@@ -14,6 +17,7 @@ pub mod classify;
 pub mod count;
 pub mod frame;
 pub mod hw;
+pub mod inputs;
 pub mod journal;
 pub mod model;
 pub mod pipeline;
@@ -25,9 +29,10 @@ pub mod session;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use classify::{Classifier, Prediction};
+pub use cell::{Cell, Prediction};
+pub use classes::Classes;
+pub use classify::Classifier;
 pub use count::Differential;
 pub use frame::Frame;
 pub use model::{ModelCard, ModelSource};
-pub use pipeline::{CountedCell, FrameResult, Pipeline};
-pub use preprocess::{Class, CLASSES};
+pub use pipeline::{FrameResult, Pipeline};

@@ -2,7 +2,8 @@
 //!
 //! Every model travels as `<name>.onnx` plus `<name>.json` (the card). The default model is compiled into the
 //! binary from `models/`, so the device works with no download. Before any model is used its sha256 is checked
-//! against the card and the card's classes and preprocessing against this build's [`crate::preprocess`]
+//! against the card, the card's class list is validated ([`crate::classes::Classes`]: the classes come from
+//! the card, never from this build) and its preprocessing compared with this build's [`crate::preprocess`]
 //! contract; a mismatch is refused with an error naming the file.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::classes::Classes;
 use crate::preprocess;
 
 /// The one place that names the embedded default model (`models/<name>.onnx` and its card).
@@ -82,8 +84,9 @@ pub struct ModelCard {
     /// `"float"`, `"int8-qop"` (QLinearConv / QLinearMatMul), `"int8-qdq"` (Quantize/DequantizeLinear pairs)
     /// or `"int8-weights"` (i8 weights, float activations).
     pub format: String,
-    /// Output classes in order (data set names).
-    pub classes: Vec<String>,
+    /// Output classes in model output order, as the model names them (validated when the card is read:
+    /// not empty, no duplicates, not `UNIDENTIFIED`). The classifier's output width is their number.
+    pub classes: Classes,
     /// The input.
     pub input: InputSpec,
     /// The preprocessing contract it was trained with.
@@ -107,24 +110,50 @@ pub struct ModelCard {
     pub quantization: serde_json::Value,
 }
 
+/// A model as reports and journals name it: the card's name and the file's sha256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelId {
+    /// The card's short name.
+    pub name: String,
+    /// Lower-case hex sha256 of the ONNX file.
+    pub sha256: String,
+}
+
+impl std::fmt::Display for ModelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (sha256 {})", self.name, self.sha256)
+    }
+}
+
+impl ModelCard {
+    /// The model's name and sha256.
+    pub fn id(&self) -> ModelId {
+        ModelId {
+            name: self.name.clone(),
+            sha256: self.sha256.trim().to_ascii_lowercase(),
+        }
+    }
+}
+
 /// Why a model cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The card is not valid JSON of the expected shape.
-    #[error("{path}: bad model card: {reason}")]
+    /// The card is not valid JSON of the expected shape (or its class list is unusable).
+    #[error("{path}: bad model card")]
     Card {
         /// The card file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// The bytes do not hash to the card's sha256 (truncated, corrupt or swapped file).
     #[error("{path}: sha256 {actual} does not match its card ({expected}); the file is corrupt, truncated or not the model the card describes")]
@@ -145,12 +174,13 @@ pub enum ModelError {
         reason: String,
     },
     /// tract could not load or run the graph.
-    #[error("{path}: cannot load ONNX model: {reason}")]
+    #[error("{path}: cannot load ONNX model")]
     Onnx {
         /// The model file.
         path: PathBuf,
-        /// tract's error chain.
-        reason: String,
+        /// tract's error (its chain is kept).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -188,8 +218,8 @@ pub struct ModelBytes {
 }
 
 impl ModelSource {
-    /// Reads and verifies the model: card parses, sha256 matches, classes and preprocessing agree with this
-    /// build.
+    /// Reads and verifies the model: card parses (with a usable class list), sha256 matches, preprocessing
+    /// agrees with this build.
     pub fn load(&self) -> Result<ModelBytes, ModelError> {
         let (onnx, card_text, path, card_file) = match self {
             ModelSource::Embedded => (
@@ -211,10 +241,11 @@ impl ModelSource {
                 (onnx, card, p.clone(), cp)
             }
         };
-        let card: ModelCard = serde_json::from_str(&card_text).map_err(|e| ModelError::Card {
-            path: card_file.clone(),
-            reason: e.to_string(),
-        })?;
+        let card: ModelCard =
+            serde_json::from_str(&card_text).map_err(|source| ModelError::Card {
+                path: card_file.clone(),
+                source,
+            })?;
         verify(&onnx, &card, &path)?;
         Ok(ModelBytes { onnx, card, path })
     }
@@ -228,16 +259,6 @@ pub fn verify(onnx: &[u8], card: &ModelCard, path: &Path) -> Result<(), ModelErr
             path: path.to_owned(),
             expected: card.sha256.clone(),
             actual,
-        });
-    }
-    let ours: Vec<&str> = preprocess::CLASSES.iter().map(|c| c.name()).collect();
-    if card.classes != ours {
-        return Err(ModelError::Incompatible {
-            path: path.to_owned(),
-            reason: format!(
-                "card lists classes {:?}, this build expects {:?}",
-                card.classes, ours
-            ),
         });
     }
     if card.preprocessing != Preprocessing::current() {
@@ -301,6 +322,24 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         let err = ModelSource::File(p).load().unwrap_err().to_string();
         assert!(err.contains("lonely.json"), "{err}");
+    }
+
+    #[test]
+    fn a_card_with_a_bad_class_list_is_one_error_naming_the_card() {
+        let dir = std::env::temp_dir().join(format!("leuko-model-cls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("dup.onnx");
+        std::fs::write(&p, DEFAULT_ONNX).unwrap();
+        let card = DEFAULT_CARD.replace("\"LYMPHOCYTE\"", "\"eosinophil\"");
+        assert_ne!(card, DEFAULT_CARD);
+        std::fs::write(card_path(&p), card).unwrap();
+        let err = ModelSource::File(p).load().unwrap_err();
+        assert!(matches!(err, ModelError::Card { .. }), "{err}");
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(
+            chain.contains("dup.json") && chain.contains("twice"),
+            "{chain}"
+        );
     }
 
     #[test]

@@ -1,41 +1,39 @@
 //! The frame-to-typed-cells pipeline the counter and the session run: segment a frame, crop each cell by the
-//! [`crate::preprocess`] contract, classify it, and apply the model card's unidentified threshold.
+//! [`crate::preprocess`] contract, classify it, and apply the unidentified threshold (the model card's by
+//! default).
 //!
-//! Public API used by `session.rs` (issue 5) — keep these names stable:
-//! [`Pipeline`] (`new`, `with_config`, `analyze`), [`FrameResult`], [`CountedCell`], and
-//! [`crate::count::Differential`] (`add`, `count`, `total`, `to_json`). This module joins pixels and models;
-//! it never counts (that is [`crate::count`]) and never writes reports (that is [`crate::report`]).
+//! Every stage fills in the same [`Cell`]: segmentation its box and nucleus, this module its crop and
+//! prediction. This module joins pixels and models; it never counts (that is [`crate::count`]) and never
+//! writes reports (that is [`crate::report`]).
+
+use serde::{Deserialize, Serialize};
 
 use crate::cell::Cell;
+use crate::classes::Classes;
 use crate::classify::{Classifier, InferenceError};
 use crate::frame::Frame;
-use crate::preprocess::{self, Class};
+use crate::model::ModelId;
+use crate::preprocess;
 use crate::segment::{SegmentConfig, Segmenter};
 
-/// One typed white cell of a frame.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CountedCell {
-    /// Cell box `[x0, y0, x1, y1]` in the analysed frame's pixels (`x1`, `y1` exclusive).
-    pub bbox: [u32; 4],
-    /// The type; `None` when the top probability is below the card's unidentified threshold.
-    pub class: Option<Class>,
-    /// The model's top class, even when below the threshold.
-    pub predicted: Class,
-    /// The top class's probability.
-    pub confidence: f32,
-    /// All probabilities in [`crate::CLASSES`] order.
-    pub probs: [f32; 4],
-    /// The 128×128 classifier input this cell was typed from.
-    pub crop: Frame,
-    /// The cell as segmentation found it (nucleus box and crop centre at the training scale).
-    pub detection: Cell,
+/// Who typed the cells: what a session's journal records in its header and every report names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// `model` (segmentation + classifier) or `blobs` (the model-free test double).
+    pub analyzer: String,
+    /// The model, when there is one.
+    pub model: Option<ModelId>,
+    /// Below this top-class probability a cell is unidentified.
+    pub unidentified_threshold: f32,
+    /// The classes, in model output order.
+    pub classes: Classes,
 }
 
 /// Everything found in one frame.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FrameResult {
-    /// The typed cells, largest nucleus first.
-    pub cells: Vec<CountedCell>,
+    /// The typed cells, largest nucleus first, each with its crop and prediction.
+    pub cells: Vec<Cell>,
     /// More cells than [`crate::segment::MAX_CELLS`] were found; the smallest were not typed.
     pub overflow: bool,
     /// The analysed frame's size.
@@ -90,6 +88,16 @@ impl Pipeline {
         &self.classifier
     }
 
+    /// What types the cells: this model, its classes and the threshold in use.
+    pub fn analysis(&self) -> Analysis {
+        Analysis {
+            analyzer: "model".into(),
+            model: Some(self.classifier.card().id()),
+            unidentified_threshold: self.config.unidentified_threshold,
+            classes: self.classifier.classes().clone(),
+        }
+    }
+
     /// The segmenter (e.g. for the last frame's nucleus mask).
     pub fn segmenter(&self) -> &Segmenter {
         &self.segmenter
@@ -100,20 +108,18 @@ impl Pipeline {
     pub fn analyze(&mut self, frame: &Frame) -> Result<FrameResult, InferenceError> {
         let seg = self.segmenter.segment(frame);
         let mut cells = Vec::with_capacity(seg.cells.len());
-        for det in &seg.cells {
+        for found in &seg.cells {
             // Segmentation sets every cell's nucleus.
-            let Some(nucleus) = det.nucleus else { continue };
-            let crop = preprocess::cell_input(&seg.scaled, nucleus.centre.0, nucleus.centre.1);
-            let p = self.classifier.classify_input(&crop)?;
-            cells.push(CountedCell {
-                bbox: det.rect.into(),
-                class: (p.confidence >= self.config.unidentified_threshold).then_some(p.class),
-                predicted: p.class,
-                confidence: p.confidence,
-                probs: p.probs,
-                crop,
-                detection: det.clone(),
-            });
+            let Some(nucleus) = found.nucleus else {
+                continue;
+            };
+            let mut cell = found.clone();
+            let (cx, cy) = nucleus.centre;
+            let crop = preprocess::cell_input(&seg.scaled, cx, cy);
+            let threshold = self.config.unidentified_threshold;
+            cell.prediction = Some(self.classifier.classify_input_with(&crop, threshold)?);
+            cell.crop = Some(crop);
+            cells.push(cell);
         }
         Ok(FrameResult {
             cells,
@@ -137,15 +143,20 @@ mod tests {
         let mut pipe = Pipeline::new(classifier);
         let r = pipe.analyze(&frame).unwrap();
         assert!(!r.cells.is_empty());
+        let classes = pipe.classifier().classes().clone();
         for c in &r.cells {
+            let crop = c.crop.as_ref().expect("a crop");
             assert_eq!(
-                (c.crop.width(), c.crop.height()),
+                (crop.width(), crop.height()),
                 (preprocess::INPUT, preprocess::INPUT)
             );
-            assert!(c.bbox[2] <= 640 && c.bbox[3] <= 480);
-            assert!(c.class.is_none_or(|k| k == c.predicted));
+            assert!(c.rect.x1 <= 640 && c.rect.y1 <= 480);
+            let p = c.prediction.as_ref().expect("typed");
+            assert_eq!(p.probs.len(), classes.len());
+            assert!(p.class.is_none_or(|k| k == p.predicted));
+            assert!(c.nucleus.is_some());
         }
-        let mut d = crate::count::Differential::new();
+        let mut d = crate::count::Differential::new(classes);
         r.cells.iter().for_each(|c| d.add(c));
         assert_eq!(d.total() as usize, r.cells.len());
     }

@@ -1,8 +1,8 @@
 //! The one preprocessing contract: how a frame becomes a classifier input.
 //!
 //! Host training, host evaluation and the device all call this module, so a model always sees exactly the
-//! pixels it was trained on. It owns the class list, the input geometry and the normalisation; nothing else
-//! in the workspace may hard-code them.
+//! pixels it was trained on. It owns the input geometry and the normalisation; nothing else in the workspace
+//! may hard-code them. (The class list is the model card's: [`crate::classes::Classes`].)
 //!
 //! The contract, in order:
 //! 1. **Scale**: frames are brought to the training scale, the Kaggle `dataset2` scale of whole 640×480 smear
@@ -17,60 +17,6 @@
 //! the only float step.
 
 use crate::frame::Frame;
-
-/// The white-cell types, in the model's output order.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Class {
-    /// Eosinophil: bilobed nucleus, orange granules.
-    Eosinophil,
-    /// Lymphocyte: round nucleus filling the cell.
-    Lymphocyte,
-    /// Monocyte: large, kidney-shaped nucleus.
-    Monocyte,
-    /// Neutrophil: 2–5 nuclear lobes.
-    Neutrophil,
-}
-
-/// All classes in output order.
-pub const CLASSES: [Class; 4] = [
-    Class::Eosinophil,
-    Class::Lymphocyte,
-    Class::Monocyte,
-    Class::Neutrophil,
-];
-
-impl Class {
-    /// The data set's folder name, e.g. `"NEUTROPHIL"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Class::Eosinophil => "EOSINOPHIL",
-            Class::Lymphocyte => "LYMPHOCYTE",
-            Class::Monocyte => "MONOCYTE",
-            Class::Neutrophil => "NEUTROPHIL",
-        }
-    }
-
-    /// Parses a data set folder name (case-insensitive).
-    pub fn from_name(name: &str) -> Option<Class> {
-        CLASSES
-            .into_iter()
-            .find(|c| c.name().eq_ignore_ascii_case(name.trim()))
-    }
-
-    /// Position in the model output.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl std::fmt::Display for Class {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Width of a frame at the training scale (640×480 camera frames halved).
 pub const FRAME_WIDTH: u32 = 320;
@@ -216,15 +162,6 @@ pub fn normalize(input: &Frame) -> Vec<f32> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn class_names_round_trip() {
-        for c in CLASSES {
-            assert_eq!(Class::from_name(c.name()), Some(c));
-            assert_eq!(CLASSES[c.index()], c);
-        }
-        assert_eq!(Class::from_name("basophil"), None);
-    }
 
     #[test]
     fn scale_factor_matches_camera_and_dataset() {

@@ -15,81 +15,90 @@
 //! The analysis is behind the small [`Analyzer`] trait, implemented for the real
 //! [`crate::pipeline::Pipeline`] and for [`BlobAnalyzer`], a model-free test double.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::autofocus::{autofocus, AutofocusConfig, AutofocusError, FocusReport};
 use crate::board::{Button, Focus, Illumination, Microscope, Stage, Status, StatusLed};
 use crate::capture::Camera;
+use crate::cell::{Cell, Prediction};
+use crate::classes::Classes;
+use crate::count::StopRule;
 use crate::frame::Frame;
 use crate::hw::{Error, ErrorKind};
-use crate::journal::{crop_to_png_base64, CellEntry, Journal, JournalError};
-use crate::preprocess::Class;
-
-/// One cell found in a frame, as the session journals it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CellRecord {
-    /// Box in frame pixels (`[x0, y0, x1, y1]`).
-    pub bbox: [u32; 4],
-    /// Type, `None` = unidentified.
-    pub class: Option<Class>,
-    /// Confidence of the type.
-    pub confidence: f32,
-    /// The crop shown to the user and kept in the journal.
-    pub crop: Frame,
-}
+use crate::journal::{Journal, JournalError};
+pub use crate::pipeline::Analysis;
+use crate::rect::Rect;
 
 /// Finds and types the white cells of a frame.
 pub trait Analyzer {
     /// Why a frame could not be analysed.
-    type Error: std::error::Error;
+    type Error: std::error::Error + Send + Sync + 'static;
 
-    /// The cells of one frame, in a stable order.
-    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, Self::Error>;
+    /// What types the cells (analyzer, model, threshold, classes): recorded in the journal's header.
+    fn analysis(&self) -> Analysis;
+
+    /// The cells of one frame, in a stable order, each typed and with its crop.
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<Cell>, Self::Error>;
 }
 
 impl<A: Analyzer + ?Sized> Analyzer for &mut A {
     type Error = A::Error;
-    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, Self::Error> {
+    fn analysis(&self) -> Analysis {
+        A::analysis(self)
+    }
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<Cell>, Self::Error> {
         A::analyze(self, frame)
     }
 }
 
 impl<A: Analyzer + ?Sized> Analyzer for Box<A> {
     type Error = A::Error;
-    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, Self::Error> {
+    fn analysis(&self) -> Analysis {
+        A::analysis(self)
+    }
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<Cell>, Self::Error> {
         A::analyze(self, frame)
     }
 }
 
 impl Analyzer for crate::pipeline::Pipeline {
     type Error = crate::classify::InferenceError;
-    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, Self::Error> {
-        let result = crate::pipeline::Pipeline::analyze(self, frame)?;
-        Ok(result
-            .cells
-            .into_iter()
-            .map(|c| CellRecord {
-                bbox: c.bbox,
-                class: c.class,
-                confidence: c.confidence,
-                crop: c.crop,
-            })
-            .collect())
+    fn analysis(&self) -> Analysis {
+        crate::pipeline::Pipeline::analysis(self)
+    }
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<Cell>, Self::Error> {
+        Ok(crate::pipeline::Pipeline::analyze(self, frame)?.cells)
     }
 }
 
 /// A model-free test double: one "cell" per block of a 4×4 grid whose most stained pixel (nucleus score
 /// `B − G` on a 1/8 downscale) passes a threshold; the class is picked from the block position. It exists so
 /// the session, the journal and the HIL suite can be tested without a trained model; it is not a counter.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct BlobAnalyzer {
     /// Minimum nucleus score.
     pub threshold: u8,
+    /// The classes it hands out.
+    pub classes: Classes,
+}
+
+impl BlobAnalyzer {
+    /// A double handing out these classes.
+    pub fn new(classes: Classes) -> Self {
+        BlobAnalyzer {
+            threshold: 50,
+            classes,
+        }
+    }
 }
 
 impl Default for BlobAnalyzer {
+    /// The embedded model's classes.
     fn default() -> Self {
-        BlobAnalyzer { threshold: 50 }
+        let card: crate::model::ModelCard =
+            serde_json::from_str(crate::model::DEFAULT_CARD).expect("the embedded card parses");
+        BlobAnalyzer::new(card.classes)
     }
 }
 
@@ -100,9 +109,19 @@ pub struct NeverFails;
 
 impl Analyzer for BlobAnalyzer {
     type Error = NeverFails;
-    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, NeverFails> {
+    fn analysis(&self) -> Analysis {
+        Analysis {
+            analyzer: "blobs".into(),
+            model: None,
+            unidentified_threshold: 0.0,
+            classes: self.classes.clone(),
+        }
+    }
+
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<Cell>, NeverFails> {
         let small = frame.downscale(8);
         let (w, h) = (small.width(), small.height());
+        let n = self.classes.len();
         let mut out = Vec::new();
         for by in 0..4u32 {
             for bx in 0..4u32 {
@@ -119,18 +138,26 @@ impl Analyzer for BlobAnalyzer {
                     continue;
                 }
                 let f = frame.width() / w.max(1);
-                let bbox = [x0 * f, y0 * f, x1 * f, y1 * f];
-                let crop = crate::preprocess::crop(
-                    frame,
-                    (bbox[0] + bbox[2]) / 2,
-                    (bbox[1] + bbox[3]) / 2,
-                    64,
-                );
-                out.push(CellRecord {
-                    bbox,
-                    class: Some(crate::preprocess::CLASSES[((bx + by) % 4) as usize]),
-                    confidence: f32::from(peak) / 255.0,
-                    crop,
+                let rect = Rect::new(x0 * f, y0 * f, x1 * f, y1 * f);
+                let (cx, cy) = rect.centre();
+                let class = (bx + by) as usize % n;
+                let confidence = f32::from(peak) / 255.0;
+                let rest = if n > 1 {
+                    (1.0 - confidence) / (n - 1) as f32
+                } else {
+                    0.0
+                };
+                let mut probs = vec![rest; n];
+                probs[class] = confidence;
+                out.push(Cell {
+                    crop: Some(crate::preprocess::crop(frame, cx, cy, 64)),
+                    prediction: Some(Prediction {
+                        probs,
+                        predicted: class,
+                        confidence,
+                        class: Some(class),
+                    }),
+                    ..Cell::new(rect)
                 });
             }
         }
@@ -224,7 +251,12 @@ pub enum Event<'a> {
     /// The user must do something (move the slide and press the button).
     Prompt(&'a str),
     /// A cell, already durable in the journal.
-    Cell(&'a CellEntry),
+    Cell {
+        /// Field index.
+        field: u32,
+        /// The cell.
+        cell: &'a Cell,
+    },
     /// A frame's cells are committed.
     FrameCommitted {
         /// Field index.
@@ -239,7 +271,7 @@ pub enum Event<'a> {
 /// How a session ended (without an error).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The target was reached.
+    /// The target was reached (with no target: every field was counted).
     Finished {
         /// Cells counted.
         counted: u32,
@@ -249,7 +281,7 @@ pub enum Outcome {
         /// Cells counted.
         counted: u32,
     },
-    /// Stopped waiting for a person; `--resume` continues.
+    /// Stopped waiting for a person, or interrupted (Ctrl-C); `--resume` continues.
     Paused {
         /// What happened and what to do.
         reason: String,
@@ -265,12 +297,13 @@ pub enum SessionError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// The analysis failed.
-    #[error("analysing field {field}: {message}")]
+    #[error("analysing field {field}")]
     Analyzer {
         /// Field index.
         field: u32,
         /// The error.
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The microscope is set up wrongly (no stage and no button).
     #[error("{0}")]
@@ -331,8 +364,55 @@ where
     T: StatusLed,
     A: Analyzer,
 {
-    let target = journal.state().target;
-    if journal.state().finished || journal.state().counted() >= target {
+    run_until(
+        scope,
+        analyzer,
+        journal,
+        cfg,
+        &AtomicBool::new(false),
+        on_event,
+    )
+}
+
+/// [`run`], pausing (with a `paused` record, as a fault does) at the next field once `interrupt` is set,
+/// e.g. by a Ctrl-C handler.
+///
+/// The journal's header says what the session is: an analyzer with another model, class list or
+/// threshold is refused ([`JournalError::Mismatch`]). Its target (0: no limit) is applied through the
+/// [`StopRule`]; unidentified cells count toward it.
+pub fn run_until<C, L, F, S, B, T, A>(
+    scope: &mut Microscope<C, L, F, S, B, T>,
+    analyzer: &mut A,
+    journal: &mut Journal,
+    cfg: &SessionConfig,
+    interrupt: &AtomicBool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Outcome, SessionError>
+where
+    C: Camera,
+    L: Illumination,
+    F: Focus,
+    S: Stage,
+    B: Button,
+    T: StatusLed,
+    A: Analyzer,
+{
+    let header = &journal.state().header;
+    let wanted = crate::journal::Header {
+        analysis: analyzer.analysis(),
+        ..header.clone()
+    };
+    if let Some(reason) = header.mismatch(&wanted) {
+        return Err(JournalError::Mismatch {
+            path: journal.path().to_owned(),
+            reason,
+        }
+        .into());
+    }
+    let stop = StopRule {
+        target: journal.state().target(),
+    };
+    if journal.state().finished || stop.reached_at(journal.state().counted()) {
         return Ok(Outcome::Finished {
             counted: journal.state().counted(),
         });
@@ -371,8 +451,12 @@ where
             continue;
         }
         let counted = journal.state().counted();
-        if counted >= target {
+        if stop.reached_at(counted) {
             break;
+        }
+        if interrupt.load(Ordering::Relaxed) {
+            let what = "interrupted (Ctrl-C); continue with --resume".to_string();
+            return halt(scope, journal, what);
         }
         // Go to the field.
         match (stage_pos, scope.stage.as_mut()) {
@@ -415,40 +499,31 @@ where
             Err(f) => return pause(scope, journal, &f, &format!("capturing field {field}")),
         };
         visited += 1;
-        let cells = analyzer
+        let mut cells = analyzer
             .analyze(&frame)
             .map_err(|e| SessionError::Analyzer {
                 field,
-                message: e.to_string(),
+                source: Box::new(e),
             })?;
-        let need = (target - counted) as usize;
-        let mut entries = Vec::with_capacity(cells.len().min(need));
-        for (index, c) in cells.into_iter().take(need).enumerate() {
-            entries.push(CellEntry {
-                frame: 0,
-                field,
-                index: index as u32,
-                bbox: c.bbox,
-                class: c.class,
-                confidence: c.confidence,
-                crop_png: crop_to_png_base64(&c.crop)?,
-            });
+        // Exact target: the last frame contributes only the cells still needed.
+        if let Some(need) = stop.remaining(counted) {
+            cells.truncate(need as usize);
         }
         let id = journal.next_frame();
-        journal.commit_frame(id, field, stage_pos, scope.focus.position(), &entries)?;
+        journal.commit_frame(id, field, stage_pos, scope.focus.position(), &cells)?;
         // Durable: now they may be shown.
-        for e in journal.state().cells[journal.state().cells.len() - entries.len()..].iter() {
-            on_event(&Event::Cell(e));
+        for cell in &cells {
+            on_event(&Event::Cell { field, cell });
         }
         on_event(&Event::FrameCommitted {
             field,
-            cells: entries.len() as u32,
+            cells: cells.len() as u32,
             counted: journal.state().counted(),
         });
     }
     let counted = journal.state().counted();
     let _ = scope.light.off();
-    if counted >= target {
+    if stop.reached_at(counted) || !stop.limited() {
         journal.finish()?;
         show(scope, Status::Idle);
         Ok(Outcome::Finished { counted })
@@ -529,18 +604,30 @@ fn pause<C, L: Illumination, F, S, B, T: StatusLed>(
     fault: &HwFault,
     doing: &str,
 ) -> Result<Outcome, SessionError> {
-    let _ = scope.light.off();
-    show(scope, Status::Attention);
     let advice = match fault.kind {
         ErrorKind::Disconnected | ErrorKind::Timeout => "check the camera cable and power",
         ErrorKind::Stalled => "check the motor, its driver's power and the end stop",
         ErrorKind::NotHomed | ErrorKind::Limit => "check the board file's limits",
         _ => "check the hardware",
     };
+    let what = format!(
+        "paused while {doing}: {}; {advice}, then continue with --resume",
+        fault.message
+    );
+    halt(scope, journal, what)
+}
+
+/// Light off, attention shown, a `paused` record saying `what` and how many cells are safe.
+fn halt<C, L: Illumination, F, S, B, T: StatusLed>(
+    scope: &mut Microscope<C, L, F, S, B, T>,
+    journal: &mut Journal,
+    what: String,
+) -> Result<Outcome, SessionError> {
+    let _ = scope.light.off();
+    show(scope, Status::Attention);
     let counted = journal.state().counted();
     let reason = format!(
-        "paused while {doing}: {}; {advice}, then continue with --resume ({counted} cells are safe in {})",
-        fault.message,
+        "{what} ({counted} cells are safe in {})",
         journal.path().display()
     );
     journal.pause(&reason)?;
@@ -551,7 +638,7 @@ fn pause<C, L: Illumination, F, S, B, T: StatusLed>(
 mod tests {
     use super::*;
     use crate::board::sim::{microscope, Faults, SimConfig};
-    use crate::journal::read;
+    use crate::journal::{read, Header};
 
     fn tmp(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("leuko-session-{}", std::process::id()));
@@ -583,30 +670,39 @@ mod tests {
         }
     }
 
-    /// An analyzer that reports a fixed number of cells per frame.
+    /// An analyzer that reports a fixed number of unidentified cells per frame.
     struct Fixed(usize);
     impl Analyzer for Fixed {
         type Error = NeverFails;
-        fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, NeverFails> {
+        fn analysis(&self) -> Analysis {
+            Analysis {
+                analyzer: "fixed".into(),
+                ..BlobAnalyzer::default().analysis()
+            }
+        }
+        fn analyze(&mut self, frame: &Frame) -> Result<Vec<Cell>, NeverFails> {
             Ok((0..self.0)
-                .map(|i| CellRecord {
-                    bbox: [i as u32, 0, i as u32 + 1, 1],
-                    class: None,
-                    confidence: 0.3,
-                    crop: crate::preprocess::crop(frame, 10, 10, 8),
+                .map(|i| Cell {
+                    crop: Some(crate::preprocess::crop(frame, 10, 10, 8)),
+                    prediction: Some(Prediction::from_logits(&[0.0, 0.1, 0.0, 0.0], 0.5)),
+                    ..Cell::new(Rect::new(i as u32, 0, i as u32 + 1, 1))
                 })
                 .collect())
         }
+    }
+
+    fn journal(p: &std::path::Path, target: u32) -> Journal {
+        Journal::create(p, Header::new(target, "sim", Fixed(0).analysis())).unwrap()
     }
 
     #[test]
     fn counts_exactly_the_target_and_journals_every_cell_first() {
         let (mut m, h) = microscope(sim()).unwrap();
         let p = tmp("exact.jsonl");
-        let mut j = Journal::create(&p, 10, "sim").unwrap();
+        let mut j = journal(&p, 10);
         let mut shown = 0;
         let out = run(&mut m, &mut Fixed(3), &mut j, &cfg(10), &mut |e| {
-            if let Event::Cell(_) = e {
+            if let Event::Cell { .. } = e {
                 shown += 1;
                 // Shown only once durable: the file already has it.
                 assert!(read(&p).unwrap().counted() >= shown);
@@ -627,7 +723,7 @@ mod tests {
     fn unplugged_camera_is_retried_with_back_off() {
         let (mut m, h) = microscope(sim()).unwrap();
         let p = tmp("unplug.jsonl");
-        let mut j = Journal::create(&p, 4, "sim").unwrap();
+        let mut j = journal(&p, 4);
         h.set_faults(Faults {
             unplugged_for: 2,
             ..Faults::default()
@@ -647,7 +743,7 @@ mod tests {
     fn camera_gone_for_good_pauses_keeping_the_data() {
         let (mut m, h) = microscope(sim()).unwrap();
         let p = tmp("gone.jsonl");
-        let mut j = Journal::create(&p, 20, "sim").unwrap();
+        let mut j = journal(&p, 20);
         h.set_faults(Faults {
             unplug_at_frame: Some(25),
             unplug_len: u32::MAX,
@@ -683,7 +779,7 @@ mod tests {
             ..Faults::default()
         });
         let p = tmp("stall.jsonl");
-        let mut j = Journal::create(&p, 5, "sim").unwrap();
+        let mut j = journal(&p, 5);
         let out = run(&mut m, &mut Fixed(1), &mut j, &cfg(5), &mut |_| {}).unwrap();
         let Outcome::Paused { reason, .. } = out else {
             panic!("{out:?}")
@@ -703,10 +799,64 @@ mod tests {
             status: m.status,
         };
         let p = tmp("manual.jsonl");
-        let mut j = Journal::create(&p, 6, "sim").unwrap();
+        let mut j = journal(&p, 6);
         let out = run(&mut m, &mut Fixed(2), &mut j, &cfg(6), &mut |_| {}).unwrap();
         assert_eq!(out, Outcome::Finished { counted: 6 });
         assert_eq!(h.presses(), 2);
+    }
+
+    #[test]
+    fn target_0_counts_every_field_and_finishes() {
+        let (mut m, _h) = microscope(sim()).unwrap();
+        let p = tmp("unlimited.jsonl");
+        let mut j = journal(&p, 0);
+        let out = run(&mut m, &mut Fixed(2), &mut j, &cfg(0), &mut |_| {}).unwrap();
+        assert_eq!(out, Outcome::Finished { counted: 50 });
+        assert_eq!(read(&p).unwrap().done_fields.len(), 25);
+    }
+
+    #[test]
+    fn an_interrupt_pauses_saying_what_is_safe_and_resume_continues() {
+        let (mut m, _h) = microscope(sim()).unwrap();
+        let p = tmp("interrupt.jsonl");
+        let mut j = journal(&p, 10);
+        let stop = AtomicBool::new(false);
+        let out = run_until(&mut m, &mut Fixed(2), &mut j, &cfg(10), &stop, &mut |e| {
+            if let Event::FrameCommitted { counted: 4, .. } = e {
+                stop.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+        let Outcome::Paused { reason, counted } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(counted, 4);
+        assert!(
+            reason.contains("Ctrl-C") && reason.contains("--resume") && reason.contains("4 cells"),
+            "{reason}"
+        );
+        drop(j);
+        let mut j = Journal::resume(&p).unwrap();
+        let out = run(&mut m, &mut Fixed(2), &mut j, &cfg(10), &mut |_| {}).unwrap();
+        assert_eq!(out, Outcome::Finished { counted: 10 });
+    }
+
+    #[test]
+    fn another_analyzer_cannot_continue_a_journal() {
+        let (mut m, _h) = microscope(sim()).unwrap();
+        let p = tmp("other.jsonl");
+        let mut j = journal(&p, 10);
+        let err = run(
+            &mut m,
+            &mut BlobAnalyzer::default(),
+            &mut j,
+            &cfg(10),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("blobs") && err.contains("fixed"), "{err}");
+        assert_eq!(read(&p).unwrap().counted(), 0);
     }
 
     #[test]

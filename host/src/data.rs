@@ -8,9 +8,70 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use leukoscope::preprocess::{self, Class, CLASSES};
-use leukoscope::Frame;
+use leukoscope::preprocess;
+use leukoscope::{Classes, Frame};
 use tch::{Device, Kind, Tensor};
+
+/// The four white-cell types of the Kaggle data set (its folder names), in the order the host's models
+/// output them. The device takes its classes from each model's card; this list is the host's training
+/// data, written into the cards it exports ([`kaggle_classes`]).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Class {
+    /// Eosinophil: bilobed nucleus, orange granules.
+    Eosinophil,
+    /// Lymphocyte: round nucleus filling the cell.
+    Lymphocyte,
+    /// Monocyte: large, kidney-shaped nucleus.
+    Monocyte,
+    /// Neutrophil: 2–5 nuclear lobes.
+    Neutrophil,
+}
+
+/// All Kaggle classes in output order.
+pub const CLASSES: [Class; 4] = [
+    Class::Eosinophil,
+    Class::Lymphocyte,
+    Class::Monocyte,
+    Class::Neutrophil,
+];
+
+impl Class {
+    /// The data set's folder name, e.g. `"NEUTROPHIL"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Eosinophil => "EOSINOPHIL",
+            Class::Lymphocyte => "LYMPHOCYTE",
+            Class::Monocyte => "MONOCYTE",
+            Class::Neutrophil => "NEUTROPHIL",
+        }
+    }
+
+    /// Parses a data set folder name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Class> {
+        CLASSES
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Position in the model output.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The Kaggle classes as a model card lists them.
+pub fn kaggle_classes() -> Classes {
+    Classes::new(CLASSES.map(Class::name)).expect("the four Kaggle names are a valid class list")
+}
 
 /// Where the shared data usually lives, relative to the repository root.
 pub const DEFAULT_DATA: &str = "../shared/data/blood-cells";

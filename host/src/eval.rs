@@ -19,7 +19,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use leukoscope::{Class, CLASSES};
+use crate::data::{Class, CLASSES};
 use serde::{Deserialize, Serialize};
 
 /// Number of classes the classifier distinguishes (the length of [`CLASSES`]).

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use leukoscope::model::{self, InputSpec, ModelCard, Preprocessing};
-use leukoscope::{preprocess, CLASSES};
+use leukoscope::preprocess;
 use tract_onnx::pb::ModelProto;
 
 use crate::eval::Report;
@@ -110,7 +110,7 @@ pub fn write_float_model(
         name: info.name.clone(),
         arch: info.arch.clone(),
         format: "float".into(),
-        classes: CLASSES.iter().map(|c| c.name().to_string()).collect(),
+        classes: crate::data::kaggle_classes(),
         input: InputSpec {
             name: onnx::INPUT_NAME.into(),
             shape: preprocess::INPUT_SHAPE.to_vec(),

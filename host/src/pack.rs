@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use leukoscope::preprocess::{self, Class, CLASSES};
+use leukoscope::preprocess;
 
-use crate::data::{self, DataError, Inputs, Sample};
+use crate::data::{self, Class, DataError, Inputs, Sample, CLASSES};
 
 const MAGIC: &[u8; 8] = b"LKPACK1\n";
 

@@ -295,9 +295,9 @@ fn blend(a: RGBColor, b: RGBColor, t: f64) -> RGBColor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::CLASSES;
     use crate::eval::evaluate;
     use image::Rgb;
-    use leukoscope::CLASSES;
 
     /// A deterministic, imperfect classifier: 40 samples per class whose true-class probability varies.
     fn scores() -> Scores {

@@ -24,10 +24,12 @@ pub fn predict(
                 s.spawn(move || {
                     part.iter()
                         .map(|smp| {
-                            let f = Frame::open(&smp.path).map_err(|e| e.to_string())?;
-                            c.classify_frame(&f)
-                                .map(|p| p.probs)
-                                .map_err(|e| e.to_string())
+                            let chain = |e: anyhow::Error| format!("{e:#}");
+                            let f = Frame::open(&smp.path).map_err(|e| chain(e.into()))?;
+                            let p = c.classify_frame(&f).map_err(|e| chain(e.into()))?;
+                            <[f32; 4]>::try_from(p.probs).map_err(|v| {
+                                format!("the model has {} classes, the Kaggle data set 4", v.len())
+                            })
                         })
                         .collect()
                 })
@@ -111,7 +113,7 @@ pub fn choose_threshold(scores: &Scores, target: f64, max_reject: f64) -> Thresh
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leukoscope::Class;
+    use crate::data::Class;
 
     #[test]
     fn threshold_drops_the_unsure_wrong_ones() {

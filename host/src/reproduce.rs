@@ -78,7 +78,7 @@ pub fn run_one(
     vs.set_device(device);
     let mut samples = data::list(root, "TEST")?;
     if let Some(k) = recipe.limit_per_class {
-        samples = leukoscope::CLASSES
+        samples = crate::data::CLASSES
             .iter()
             .flat_map(|&c| {
                 samples

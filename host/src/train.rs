@@ -325,7 +325,7 @@ pub fn train(
     if let Some(k) = recipe.limit_per_class {
         let mut rng = Rng::new(recipe.seed ^ 0x5eed);
         let mut kept = Vec::new();
-        for class in leukoscope::CLASSES {
+        for class in crate::data::CLASSES {
             let mut of: Vec<_> = samples
                 .iter()
                 .filter(|s| s.class == class)
@@ -373,7 +373,7 @@ pub fn train(
     let vs = nn::VarStore::new(device);
     let graph = arch.build_with(
         &vs.root(),
-        leukoscope::CLASSES.len() as i64,
+        crate::data::CLASSES.len() as i64,
         recipe.bn_momentum,
     );
     let params = nets::trainable_params(&vs);
@@ -553,7 +553,7 @@ pub fn train(
 /// Rebuilds `arch` and loads weights saved by [`train`].
 pub fn load(arch: Arch, weights: &Path) -> Result<(nn::VarStore, nets::Graph), TrainError> {
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let graph = arch.build(&vs.root(), leukoscope::CLASSES.len() as i64);
+    let graph = arch.build(&vs.root(), crate::data::CLASSES.len() as i64);
     vs.load(weights).map_err(|source| TrainError::Tch {
         context: format!("loading {}", weights.display()),
         source,

@@ -27,7 +27,8 @@ fn with_card(onnx: Vec<u8>, name: &str) -> ModelBytes {
 fn refusal(m: ModelBytes) -> String {
     let name = m.path.display().to_string();
     let err = Classifier::from_verified(m).expect_err("must be refused");
-    let text = err.to_string();
+    // The whole chain: tract's own message is the cause, not the headline.
+    let text = format!("{:#}", anyhow::Error::from(err));
     assert!(text.contains(&name), "the error names the file: {text}");
     println!("{text}");
     text

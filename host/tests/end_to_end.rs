@@ -3,7 +3,8 @@
 //! is the device's, value for value.
 use std::path::{Path, PathBuf};
 
-use leukoscope::{preprocess, Classifier, Frame, ModelSource, CLASSES};
+use leukoscope::{preprocess, Classifier, Frame, ModelSource};
+use leukoscope_host::data::CLASSES;
 use leukoscope_host::{data, export, nets::Arch, pack, train};
 use tch::Device;
 
@@ -85,7 +86,7 @@ fn train_export_and_classify_on_the_device_path() {
         &[data::Sample {
             path: jpeg,
             split: "TEST".into(),
-            class: leukoscope::Class::Monocyte,
+            class: leukoscope_host::data::Class::Monocyte,
             file: "x".into(),
         }],
         1,
@@ -93,7 +94,7 @@ fn train_export_and_classify_on_the_device_path() {
     let (x, _) = inputs.tensors();
     let logits = tch::no_grad(|| graph.forward_t(&data::normalize_batch(&x), false));
     let host: Vec<f32> = Vec::try_from(logits.softmax(-1, tch::Kind::Float).view([-1])).unwrap();
-    for (h, d) in host.iter().zip(device.probs) {
+    for (h, d) in host.iter().zip(&device.probs) {
         assert!(
             (h - d).abs() < 1e-4,
             "host {host:?} vs device {:?}",

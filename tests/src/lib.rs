@@ -21,8 +21,8 @@ use std::time::Duration;
 use leukoscope::board::sim::{Faults, SimConfig, SimHandle, SimMicroscope};
 use leukoscope::board::{Button, Focus, Illumination, Microscope, Stage, StatusLed};
 use leukoscope::capture::Camera;
-use leukoscope::session::{Analyzer, BlobAnalyzer, CellRecord, SessionConfig};
-use leukoscope::Frame;
+use leukoscope::session::{Analysis, Analyzer, BlobAnalyzer, SessionConfig};
+use leukoscope::{Cell, Frame};
 
 /// What a case concluded.
 #[derive(Debug, PartialEq, Eq)]
@@ -245,7 +245,13 @@ impl std::error::Error for AnalyzerError {}
 
 impl Analyzer for AnyAnalyzer {
     type Error = AnalyzerError;
-    fn analyze(&mut self, frame: &Frame) -> Result<Vec<CellRecord>, AnalyzerError> {
+    fn analysis(&self) -> Analysis {
+        match self {
+            AnyAnalyzer::Model(p) => p.analysis(),
+            AnyAnalyzer::Blobs(b) => b.analysis(),
+        }
+    }
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<Cell>, AnalyzerError> {
         match self {
             AnyAnalyzer::Model(p) => {
                 Analyzer::analyze(p.as_mut(), frame).map_err(|e| AnalyzerError(e.to_string()))

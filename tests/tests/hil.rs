@@ -43,7 +43,8 @@ mod cases {
     use leukoscope::board::{Focus, Illumination, Status, StatusLed};
     use leukoscope::capture::Camera;
     use leukoscope::hw::{Error, ErrorKind};
-    use leukoscope::journal::{self, crop_from_png_base64, Journal};
+    use leukoscope::journal::{self, Header, Journal};
+    use leukoscope::session::Analyzer;
     use leukoscope::session::{self, BlobAnalyzer, Event};
     use std::path::Path;
 
@@ -177,7 +178,11 @@ mod cases {
         let mut j = if resume && path.exists() {
             Journal::resume(path).map_err(e("resume"))?
         } else {
-            Journal::create(path, target, rig.name()).map_err(e("journal"))?
+            Journal::create(
+                path,
+                Header::new(target, rig.name(), BlobAnalyzer::default().analysis()),
+            )
+            .map_err(e("journal"))?
         };
         let cfg = rig.session_config(target);
         session::run(
@@ -196,12 +201,13 @@ mod cases {
         let dir = scratch("full");
         let path = dir.join("count.jsonl");
         let (mut analyzer, which) = leukoscope_hil::analyzer();
-        let mut j = Journal::create(&path, 100, rig.name()).map_err(e("journal"))?;
+        let mut j = Journal::create(&path, Header::new(100, rig.name(), analyzer.analysis()))
+            .map_err(e("journal"))?;
         let cfg = rig.session_config(100);
         let t = Instant::now();
         let mut shown = 0;
         let out = session::run(rig.scope(), &mut analyzer, &mut j, &cfg, &mut |ev| {
-            if let Event::Cell(_) = ev {
+            if let Event::Cell { .. } = ev {
                 shown += 1;
             }
         })
@@ -223,10 +229,8 @@ mod cases {
             st.counted()
         );
         check!(
-            st.cells
-                .iter()
-                .all(|c| crop_from_png_base64(&c.crop_png).is_some()),
-            "a crop does not decode"
+            st.cells().all(|c| c.crop.is_some()),
+            "a cell without its crop"
         );
         Ok(Outcome::Passed)
     }
@@ -244,7 +248,11 @@ mod cases {
         }
         let dir = scratch("unplug");
         let p1 = dir.join("glitch.jsonl");
-        let mut j = Journal::create(&p1, 20, rig.name()).map_err(e("journal"))?;
+        let mut j = Journal::create(
+            &p1,
+            Header::new(20, rig.name(), BlobAnalyzer::default().analysis()),
+        )
+        .map_err(e("journal"))?;
         let mut retries = 0;
         let cfg = rig.session_config(20);
         let out = session::run(
@@ -263,7 +271,11 @@ mod cases {
         check!(retries >= 3, "{retries} retries");
 
         let p2 = dir.join("gone.jsonl");
-        let mut j = Journal::create(&p2, 60, rig.name()).map_err(e("journal"))?;
+        let mut j = Journal::create(
+            &p2,
+            Header::new(60, rig.name(), BlobAnalyzer::default().analysis()),
+        )
+        .map_err(e("journal"))?;
         rig.inject(Faults {
             unplug_at_frame: Some(25),
             unplug_len: u32::MAX,
@@ -299,7 +311,7 @@ mod cases {
         check!(out == session::Outcome::Finished { counted: 60 }, "{out:?}");
         let after = journal::read(&p2).map_err(e("read"))?;
         check!(
-            after.cells[..before.cells.len()] == before.cells[..],
+            after.frames[..before.frames.len()] == before.frames[..],
             "paused cells changed"
         );
         Ok(Outcome::Passed)
@@ -391,13 +403,16 @@ mod cases {
         let after = journal::read(path).map_err(e("read after resume"))?;
         check!(after.counted() == KILL_TARGET, "{} cells", after.counted());
         check!(
-            after.cells[..before.cells.len()] == before.cells[..],
+            after.frames[..before.frames.len()] == before.frames[..],
             "cells committed before the kill changed"
         );
-        let mut keys: Vec<(u32, u32)> = after.cells.iter().map(|c| (c.field, c.index)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        check!(keys.len() == after.cells.len(), "a cell was counted twice");
+        let mut fields: Vec<u32> = after.frames.iter().map(|f| f.field).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        check!(
+            fields.len() == after.frames.len(),
+            "a field was counted twice"
+        );
         eprintln!(
             "kill -9 at {} cells ({} orphan, {} torn bytes), resumed to {}",
             before.counted(),

@@ -1,9 +1,11 @@
-//! The HTML report: one self-contained page (no external files) with the differential, flags, failed frames
-//! and a gallery of each class's crops as inline base64 PNGs.
+//! The HTML report: one self-contained page (no external files) naming what made it, with the
+//! differential, flags, failed frames and a gallery per class (and one for unidentified cells) of the
+//! counted cells' crops as inline base64 PNGs ("48 of 122 shown").
 
-use super::{base64, Report};
-use crate::count::{ADULT_REFERENCE, UNIDENTIFIED};
-use crate::preprocess::CLASSES;
+use base64::Engine;
+
+use super::{CropError, Report};
+use crate::count::{reference_range, UNIDENTIFIED};
 
 /// Escapes text for HTML.
 pub fn escape(s: &str) -> String {
@@ -13,8 +15,8 @@ pub fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The report as one HTML page.
-pub fn to_string(r: &Report) -> String {
+/// The report as one HTML page; fails only when a crop cannot be encoded.
+pub fn to_string(r: &Report) -> Result<String, CropError> {
     let d = &r.differential;
     let pct = d.percentages();
     let flags = r.flags();
@@ -24,28 +26,23 @@ pub fn to_string(r: &Report) -> String {
          padding:4px 8px;text-align:right}td:first-child{text-align:left}.flag{color:#b00;font-weight:bold}\
          .g img{margin:2px;border:1px solid #ddd}</style></head><body>\n<h1>White-cell differential</h1>\n",
     );
-    s += &format!(
-        "<p>{} cells counted in {} frames; target {} {}.</p>\n",
-        d.total(),
-        r.frames.len(),
-        r.stop.target,
-        if r.done() { "reached" } else { "not reached" }
-    );
+    s += &format!("<p>{}.</p>\n", escape(&r.headline()));
+    s += &format!("<p><small>{}</small></p>\n", escape(&r.made_by()));
     s += "<table><tr><th>class</th><th>count</th><th>% of identified</th><th>adult reference %</th><th>flag</th></tr>\n";
-    for (c, rr) in CLASSES.iter().zip(ADULT_REFERENCE) {
+    for (i, name) in r.classes().iter().enumerate() {
         let flag = flags
             .iter()
-            .find(|f| f.class == *c)
+            .find(|f| f.class == name)
             .map_or(String::new(), |f| {
                 format!("{:?}", f.direction).to_uppercase()
             });
+        let range =
+            reference_range(name).map_or(String::new(), |rr| format!("{}–{}", rr.low, rr.high));
         s += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}–{}</td><td class=\"flag\">{flag}</td></tr>\n",
-            c.name(),
-            d.count(Some(*c)),
-            pct[c.index()],
-            rr.low,
-            rr.high
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{range}</td><td class=\"flag\">{flag}</td></tr>\n",
+            escape(name),
+            d.count(Some(i)),
+            pct[i],
         );
     }
     s += &format!(
@@ -62,18 +59,31 @@ pub fn to_string(r: &Report) -> String {
         }
         s += "</ul>\n";
     }
-    let names = CLASSES.iter().map(|c| c.name()).chain([UNIDENTIFIED]);
-    for (name, items) in names.zip(&r.gallery) {
-        s += &format!("<h2>{name} ({} shown)</h2><div class=\"g\">\n", items.len());
-        for it in items {
+    let totals = d.counts().iter().copied().chain([d.unidentified()]);
+    for ((name, items), total) in r.gallery().zip(totals) {
+        s += &format!(
+            "<h2>{}: {} of {total} shown</h2><div class=\"g\">\n",
+            escape(name),
+            items.len()
+        );
+        for (source, index, cell) in items {
+            let Some(crop) = &cell.crop else { continue };
+            let png = crop.to_png().map_err(|e| CropError {
+                frame: source.to_string(),
+                cell: index,
+                source: e,
+            })?;
+            let confidence = cell.prediction.as_ref().map_or(f32::NAN, |p| p.confidence);
+            let caption = format!("{source} {} {confidence:.2}", cell.rect);
             s += &format!(
-                "<img alt=\"{name}\" title=\"{}\" src=\"data:image/png;base64,{}\">\n",
-                escape(&it.caption),
-                base64(&it.png)
+                "<img alt=\"{}\" title=\"{}\" src=\"data:image/png;base64,{}\">\n",
+                escape(name),
+                escape(&caption),
+                base64::engine::general_purpose::STANDARD.encode(png)
             );
         }
         s += "</div>\n";
     }
     s += "</body></html>\n";
-    s
+    Ok(s)
 }

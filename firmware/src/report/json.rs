@@ -1,43 +1,88 @@
-//! The JSON report: frames with their cells, the differential, the total, percentages, flags and errors.
+//! The JSON report: what made it, frames with their cells, the differential, the total, percentages, flags
+//! and errors. `count --json`, `run --json` and `report --journal --json` all print this schema.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use super::Report;
-use crate::count::ADULT_REFERENCE;
-use crate::preprocess::CLASSES;
+use super::{round4, Report};
+use crate::cell::Cell;
+use crate::classes::Classes;
+use crate::count::reference_range;
+
+fn cell_value(c: &Cell, classes: &Classes, counted: bool) -> Value {
+    let p = c.prediction.as_ref();
+    json!({
+        "bbox": c.rect,
+        "class": classes.label(c.class()),
+        "confidence": p.map(|p| round4(p.confidence)),
+        "predicted": p.map(|p| classes.label(Some(p.predicted))),
+        "probs": p.map_or(Vec::new(), |p| p.probs.iter().copied().map(round4).collect()),
+        "counted": counted,
+    })
+}
 
 /// The report as a JSON value:
-/// `{"frames": [{"path", "cells": [{"bbox", "class", "confidence", ...}], ...}], "differential": {...},
-/// "total": n, "percent": {...}, "flags": [...], "target": n, "target_reached": bool, "errors": n,
-/// "reference": {...}}`.
+/// `{"frames": [{"path", "cells": [{"bbox", "class", "confidence", "predicted", "probs", "counted"}],
+/// "overflow", "error"?}], "differential": {...}, "total": n, "typed": n, "percent": {...}, "flags": [...],
+/// "target": n | null, "target_reached": bool, "errors": n, "reference": {...}, "classes": [...],
+/// "unidentified_threshold", "analyzer", "model": {"name", "sha256"} | null, "software", "date",
+/// "inputs": [...]}`. `probs` follow `classes`; a `target` of `null` means no limit.
 pub fn to_value(r: &Report) -> Value {
+    let classes = r.classes();
     let pct = r.differential.percentages();
-    let percent: serde_json::Map<String, Value> = CLASSES
+    let percent: Map<String, Value> = classes
         .iter()
-        .map(|c| (c.name().to_string(), json!(super::round4(pct[c.index()]))))
+        .zip(&pct)
+        .map(|(name, &p)| (name.to_string(), json!(round4(p))))
         .collect();
-    let reference: serde_json::Map<String, Value> = ADULT_REFERENCE
+    let reference: Map<String, Value> = classes
         .iter()
-        .map(|rr| (rr.class.name().to_string(), json!([rr.low, rr.high])))
+        .filter_map(|name| {
+            reference_range(name).map(|rr| (name.to_string(), json!([rr.low, rr.high])))
+        })
+        .collect();
+    let frames: Vec<Value> = r
+        .frames
+        .iter()
+        .map(|f| {
+            let cells: Vec<Value> = f
+                .cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cell_value(c, classes, i < f.counted))
+                .collect();
+            let mut v = json!({"path": f.source, "cells": cells, "overflow": f.overflow});
+            if let Some(e) = &f.error {
+                v["error"] = json!(e);
+            }
+            v
+        })
         .collect();
     json!({
-        "frames": r.frames,
+        "frames": frames,
         "differential": r.differential.to_json(),
         "total": r.differential.total(),
+        "typed": r.differential.identified(),
         "percent": percent,
         "flags": r.flags().iter().map(|f| json!({
-            "class": f.class.name(),
-            "percent": super::round4(f.percent),
+            "class": f.class,
+            "percent": round4(f.percent),
             "direction": f.direction,
             "reference": [f.range.low, f.range.high],
         })).collect::<Vec<_>>(),
-        "target": r.stop.target,
+        "target": r.stop.limited().then_some(r.stop.target),
         "target_reached": r.done(),
         "errors": r.errors(),
         "reference": {
             "source": "MedlinePlus, Blood differential test, https://medlineplus.gov/ency/article/003657.htm",
             "percent_of_identified_cells": reference,
         },
+        "classes": classes,
+        "unidentified_threshold": r.analysis.unidentified_threshold,
+        "analyzer": r.analysis.analyzer,
+        "model": r.analysis.model,
+        "software": r.provenance.software,
+        "date": r.provenance.date,
+        "inputs": r.provenance.inputs,
     })
 }
 

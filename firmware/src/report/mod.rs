@@ -1,10 +1,13 @@
-//! Count reports: what `leukoscope count` found, as JSON, CSV (one row per cell) or one self-contained HTML
-//! page with a gallery of each class's crops.
+//! Count reports: what a count found, as JSON, CSV (one row per cell) or one self-contained HTML page with
+//! a gallery of each class's crops; the same for `leukoscope count` over files, for a microscope session
+//! (`run`) and for a session rebuilt from its journal (`report --journal`).
 //!
-//! A [`Report`] is filled frame by frame ([`Report::add_frame`], [`Report::add_error`]); it owns the
-//! [`Differential`] and applies the [`StopRule`]: cells found after the target was reached are listed with
-//! `counted: false` rather than dropped, so no data is lost. Writers live in [`json`], [`csv`] and [`html`].
-//! This module formats; it never decides a cell's type.
+//! A [`Report`] is filled frame by frame ([`Report::add_frame`], [`Report::add_error`]) or built from a
+//! journal ([`Report::from_journal`]); it owns the [`Differential`] and applies the [`StopRule`]: cells
+//! found after the target was reached are listed as not counted rather than dropped, so no data is lost.
+//! Every report names what made it ([`Provenance`]: software, date, inputs; [`Analysis`]: model, sha256,
+//! classes, threshold). Writers live in [`json`], [`csv`] and [`html`]. This module formats; it never
+//! decides a cell's type.
 
 pub mod csv;
 pub mod html;
@@ -12,131 +15,139 @@ pub mod json;
 
 use std::path::Path;
 
-use serde::Serialize;
-
+use crate::cell::Cell;
+use crate::classes::Classes;
 use crate::count::{Differential, Flag, StopRule, UNIDENTIFIED};
-use crate::frame::Frame;
+use crate::journal::State;
+pub use crate::pipeline::Analysis;
 use crate::pipeline::FrameResult;
-use crate::preprocess::{Class, CLASSES};
 
 /// Crops kept per class for the HTML gallery.
 pub const GALLERY_PER_CLASS: usize = 48;
 
-/// One cell in a report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CellRecord {
-    /// `[x0, y0, x1, y1]` in the frame's pixels.
-    pub bbox: [u32; 4],
-    /// Class name, or `"UNIDENTIFIED"`.
-    pub class: String,
-    /// Top-class probability.
-    pub confidence: f32,
-    /// The model's top class even when unidentified.
-    pub predicted: String,
-    /// Probabilities in class order.
-    pub probs: [f32; 4],
-    /// False when the cell came after the target was reached.
-    pub counted: bool,
-}
-
-/// One frame in a report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FrameRecord {
-    /// The file.
-    pub path: String,
-    /// Its cells.
-    pub cells: Vec<CellRecord>,
+/// One frame in a report: where it came from and its cells, in order; the first `counted` count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameCells {
+    /// The file, or the session's field (`field 3`).
+    pub source: String,
+    /// Its cells. Only the gallery's cells keep their crop.
+    pub cells: Vec<Cell>,
+    /// How many of `cells` (the first ones) were counted: the rest came after the target was reached.
+    pub counted: usize,
     /// More cells than the per-frame capacity were found.
     pub overflow: bool,
     /// Why the frame could not be analysed (then `cells` is empty).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-/// One crop for the gallery.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GalleryItem {
-    /// PNG bytes of the 128×128 classifier input.
-    pub png: Vec<u8>,
-    /// Caption: frame, box, confidence.
-    pub caption: String,
+/// What made a report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// The software that typed the cells, e.g. `leukoscope 0.1.0`.
+    pub software: String,
+    /// When the count started, ISO 8601 UTC (for a session: the journal's start).
+    pub date: String,
+    /// What was counted: the files and folders given, or the session's slide or board.
+    pub inputs: Vec<String>,
+}
+
+/// This build's name and version, as reports and journals record it.
+pub fn software() -> String {
+    format!("leukoscope {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Seconds since the Unix epoch as ISO 8601 UTC (`2026-12-02T03:27:59Z`).
+pub fn iso_date(unix: u64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("@{unix}"))
+}
+
+impl Provenance {
+    /// This build, now, these inputs.
+    pub fn now<S: ToString>(inputs: &[S]) -> Self {
+        Provenance {
+            software: software(),
+            date: iso_date(crate::journal::unix_now()),
+            inputs: inputs.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// A crop that could not be encoded for the HTML gallery.
+#[derive(Debug, thiserror::Error)]
+#[error("{frame}: cell {cell}: cannot encode its crop as PNG")]
+pub struct CropError {
+    /// The frame's source.
+    pub frame: String,
+    /// The cell's index in the frame.
+    pub cell: usize,
+    /// The encoder's error.
+    #[source]
+    pub source: image::ImageError,
 }
 
 /// A whole count.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Report {
+    /// What made it.
+    pub provenance: Provenance,
+    /// Who typed the cells (model, classes, threshold).
+    pub analysis: Analysis,
     /// Frames in the order analysed.
-    pub frames: Vec<FrameRecord>,
+    pub frames: Vec<FrameCells>,
     /// The differential of counted cells.
     pub differential: Differential,
     /// The stop rule.
     pub stop: StopRule,
-    /// Crops per class in [`CLASSES`] order, then unidentified.
-    pub gallery: [Vec<GalleryItem>; 5],
+    /// Gallery cells `(frame, cell)` per class in class order, then unidentified.
+    gallery: Vec<Vec<(usize, usize)>>,
 }
+
+/// A gallery cell: its frame's source, its index in the frame, the cell.
+pub type GalleryCell<'a> = (&'a str, usize, &'a Cell);
 
 /// Rounds to 4 decimals for reports.
 pub fn round4(v: f32) -> f32 {
     (v * 10_000.0).round() / 10_000.0
 }
 
-/// PNG bytes of an RGB frame.
-pub fn png_rgb(frame: &Frame) -> Vec<u8> {
-    png_bytes(
-        frame.data(),
-        frame.width(),
-        frame.height(),
-        image::ExtendedColorType::Rgb8,
-    )
-}
-
-/// PNG bytes of an 8-bit grey image.
-pub fn png_grey(data: &[u8], w: u32, h: u32) -> Vec<u8> {
-    png_bytes(data, w, h, image::ExtendedColorType::L8)
-}
-
-fn png_bytes(data: &[u8], w: u32, h: u32, color: image::ExtendedColorType) -> Vec<u8> {
-    use image::ImageEncoder;
-    let mut out = Vec::new();
-    // Encoding valid in-memory pixels into a Vec cannot fail except on a geometry mismatch, which the
-    // callers rule out; an empty Vec is returned rather than a panic.
-    let enc = image::codecs::png::PngEncoder::new(&mut out);
-    if enc.write_image(data, w, h, color).is_err() {
-        out.clear();
-    }
-    out
-}
-
-/// Standard base64 (RFC 4648, with padding).
-pub fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for ch in bytes.chunks(3) {
-        let n = (ch[0] as u32) << 16
-            | (*ch.get(1).unwrap_or(&0) as u32) << 8
-            | *ch.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= ch.len() {
-                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
-fn class_name(c: Option<Class>) -> &'static str {
-    c.map_or(UNIDENTIFIED, Class::name)
-}
-
 impl Report {
-    /// An empty report with a stop rule.
-    pub fn new(stop: StopRule) -> Self {
+    /// An empty report.
+    pub fn new(analysis: Analysis, stop: StopRule, provenance: Provenance) -> Self {
+        let n = analysis.classes.len();
         Report {
+            provenance,
+            differential: Differential::new(analysis.classes.clone()),
+            analysis,
+            frames: Vec::new(),
             stop,
-            ..Report::default()
+            gallery: vec![Vec::new(); n + 1],
         }
+    }
+
+    /// The report of a session, from its journal: the same report the session printed when it ended.
+    pub fn from_journal(state: &State) -> Self {
+        let h = &state.header;
+        let provenance = Provenance {
+            software: h.software.clone(),
+            date: iso_date(h.unix),
+            inputs: vec![h.source.clone()],
+        };
+        let stop = StopRule { target: h.target };
+        let mut r = Report::new(h.analysis.clone(), stop, provenance);
+        for f in &state.frames {
+            r.push_frame(f.name(), f.cells.clone(), false);
+        }
+        r
+    }
+
+    /// The classes counted.
+    pub fn classes(&self) -> &Classes {
+        &self.analysis.classes
     }
 
     /// Whether the target is reached.
@@ -145,44 +156,46 @@ impl Report {
     }
 
     /// Adds a frame's cells, counting each until the target is reached. Returns whether it is reached.
-    pub fn add_frame(&mut self, path: &Path, result: &FrameResult) -> bool {
-        let name = path.display().to_string();
-        let mut cells = Vec::with_capacity(result.cells.len());
-        for cell in &result.cells {
-            let counted = !self.done();
-            if counted {
+    pub fn add_frame(&mut self, path: &Path, result: FrameResult) -> bool {
+        self.push_frame(path.display().to_string(), result.cells, result.overflow);
+        self.done()
+    }
+
+    fn push_frame(&mut self, source: String, mut cells: Vec<Cell>, overflow: bool) {
+        let frame = self.frames.len();
+        let mut counted = 0;
+        for (i, cell) in cells.iter_mut().enumerate() {
+            let keep = !self.done();
+            if keep {
                 self.differential.add(cell);
-                let slot = cell.class.map_or(4, Class::index);
-                if self.gallery[slot].len() < GALLERY_PER_CLASS {
-                    self.gallery[slot].push(GalleryItem {
-                        png: png_rgb(&cell.crop),
-                        caption: format!("{name} {:?} {:.2}", cell.bbox, cell.confidence),
-                    });
+                counted += 1;
+                let slot = cell
+                    .class()
+                    .filter(|&c| c < self.classes().len())
+                    .unwrap_or(self.classes().len());
+                if self.gallery[slot].len() < GALLERY_PER_CLASS && cell.crop.is_some() {
+                    self.gallery[slot].push((frame, i));
+                    continue;
                 }
             }
-            cells.push(CellRecord {
-                bbox: cell.bbox,
-                class: class_name(cell.class).into(),
-                confidence: round4(cell.confidence),
-                predicted: cell.predicted.name().into(),
-                probs: cell.probs.map(round4),
-                counted,
-            });
+            // Only the gallery's crops are kept: a long count must not hold every crop in memory.
+            cell.crop = None;
         }
-        self.frames.push(FrameRecord {
-            path: name,
+        self.frames.push(FrameCells {
+            source,
             cells,
-            overflow: result.overflow,
+            counted,
+            overflow,
             error: None,
         });
-        self.done()
     }
 
     /// Records a frame that could not be analysed.
     pub fn add_error(&mut self, path: &Path, message: &str) {
-        self.frames.push(FrameRecord {
-            path: path.display().to_string(),
+        self.frames.push(FrameCells {
+            source: path.display().to_string(),
             cells: Vec::new(),
+            counted: 0,
             overflow: false,
             error: Some(message.to_string()),
         });
@@ -198,34 +211,74 @@ impl Report {
         self.differential.flags()
     }
 
-    /// A short plain-text summary (counts, percentages, flags).
+    /// The gallery: per class in class order, then unidentified, the name and the cells shown, each with
+    /// its frame's source and its index in the frame.
+    pub fn gallery(&self) -> impl Iterator<Item = (&str, Vec<GalleryCell<'_>>)> + '_ {
+        let names = self.classes().iter().chain([UNIDENTIFIED]);
+        names.zip(&self.gallery).map(move |(name, items)| {
+            let cells = items
+                .iter()
+                .map(|&(f, c)| {
+                    let frame = &self.frames[f];
+                    (frame.source.as_str(), c, &frame.cells[c])
+                })
+                .collect();
+            (name, cells)
+        })
+    }
+
+    /// `100 cells counted, 79 typed` and the target: `target 100 reached`, `target 100 not reached` or
+    /// `no target`.
+    pub fn headline(&self) -> String {
+        let d = &self.differential;
+        let target = if !self.stop.limited() {
+            "no target (every cell counted)".to_string()
+        } else if self.done() {
+            format!("{} reached", self.stop)
+        } else {
+            format!("{} not reached", self.stop)
+        };
+        format!(
+            "{} cells counted, {} typed, in {} frames ({} failed); {target}",
+            d.total(),
+            d.identified(),
+            self.frames.len(),
+            self.errors()
+        )
+    }
+
+    /// One line naming what made the report: model and sha256, software, date, inputs.
+    pub fn made_by(&self) -> String {
+        let model = self.analysis.model.as_ref().map_or_else(
+            || format!("analyzer {}", self.analysis.analyzer),
+            ToString::to_string,
+        );
+        format!(
+            "model {model}; {}; {}; inputs: {}",
+            self.provenance.software,
+            self.provenance.date,
+            self.provenance.inputs.join(", ")
+        )
+    }
+
+    /// A short plain-text summary (counts, percentages, flags, what made it).
     pub fn summary(&self) -> String {
         let d = &self.differential;
         let pct = d.percentages();
-        let mut s = format!(
-            "{} cells counted in {} frames ({} failed); target {}{}\n",
-            d.total(),
-            self.frames.len(),
-            self.errors(),
-            self.stop.target,
-            if self.done() {
-                " reached"
-            } else {
-                " not reached"
-            }
-        );
-        for c in CLASSES {
+        let mut s = self.headline() + "\n";
+        for (i, name) in self.classes().iter().enumerate() {
             s += &format!(
                 "  {:<12} {:>4}  {:>5.1} %\n",
-                c.name(),
-                d.count(Some(c)),
-                pct[c.index()]
+                name,
+                d.count(Some(i)),
+                pct[i]
             );
         }
         s += &format!("  {:<12} {:>4}\n", UNIDENTIFIED, d.unidentified());
         for f in self.flags() {
             s += &format!("  flag: {f}\n");
         }
+        s += &format!("  {}\n", self.made_by());
         s
     }
 }

@@ -150,13 +150,13 @@ fn write_outputs(
     let on = format!("{} on {}", file_name(model), report.split);
     plot::write_roc_png(
         scores,
-        &card.classes,
+        card.classes.names(),
         &format!("{on}: ROC, one class vs the rest"),
         &path("-roc.png"),
     )?;
     plot::write_confusion_png(
         report,
-        &card.classes,
+        card.classes.names(),
         &format!("{on}: confusion matrix"),
         &path("-confusion.png"),
     )?;

@@ -1,0 +1,224 @@
+//! `leukoscope count`, `run` and `report` as a user runs them: one report schema for all three, a session's
+//! report rebuilt from its journal identical to what the session printed, and what a session and a report
+//! say about themselves.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_leukoscope"))
+}
+
+fn smears() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/smears")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("leuko-count-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ok(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON report on stdout")
+}
+
+/// The keys every report has, whatever made it.
+const SCHEMA: [&str; 17] = [
+    "frames",
+    "differential",
+    "total",
+    "typed",
+    "percent",
+    "flags",
+    "target",
+    "target_reached",
+    "errors",
+    "reference",
+    "classes",
+    "unidentified_threshold",
+    "analyzer",
+    "model",
+    "software",
+    "date",
+    "inputs",
+];
+
+fn has_schema(v: &Value) {
+    for k in SCHEMA {
+        assert!(v.get(k).is_some(), "no {k:?} in {v}");
+    }
+    assert_eq!(
+        v["software"],
+        format!("leukoscope {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(v["date"].as_str().unwrap().ends_with('Z'), "{}", v["date"]);
+    assert_eq!(v["model"]["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn count_names_what_made_it_and_writes_csv_and_html() {
+    let dir = scratch("count");
+    let (csv, html) = (dir.join("r.csv"), dir.join("r.html"));
+    let out = bin()
+        .args(["count", "--json", "--csv"])
+        .arg(&csv)
+        .arg("--html")
+        .arg(&html)
+        .arg(smears())
+        .output()
+        .unwrap();
+    let v = ok(&out);
+    has_schema(&v);
+    assert_eq!(v["frames"].as_array().unwrap().len(), 8);
+    assert_eq!(v["target"], 100);
+    assert_eq!(v["inputs"][0], smears().display().to_string());
+    let csv = std::fs::read_to_string(csv).unwrap();
+    assert!(csv.starts_with("# leukoscope "), "{csv}");
+    assert!(csv.contains(v["model"]["sha256"].as_str().unwrap()));
+    assert!(csv.contains("\nframe,cell,x0,y0,x1,y1,class,confidence,predicted,p_eosinophil,"));
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(
+        html.contains(" shown</h2>") && html.contains(" of "),
+        "gallery headings"
+    );
+}
+
+#[test]
+fn the_same_file_twice_is_counted_once_with_a_warning() {
+    let one = smears().join("BloodImage_00001.jpg");
+    let out = bin()
+        .args(["count", "--json"])
+        .arg(&one)
+        .arg(smears())
+        .output()
+        .unwrap();
+    let v = ok(&out);
+    assert_eq!(v["frames"].as_array().unwrap().len(), 8);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("BloodImage_00001.jpg"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn target_0_means_no_limit_and_says_so() {
+    let out = bin()
+        .args(["count", "--target", "0"])
+        .arg(smears())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no target"), "{text}");
+    assert!(!text.contains("not reached"), "{text}");
+    assert!(text.contains("typed"), "{text}");
+}
+
+fn run_sim(journal: &Path, extra: &[&str]) -> Output {
+    bin()
+        .args([
+            "run",
+            "--sim",
+            "--refocus-every",
+            "0",
+            "--grid",
+            "6x6",
+            "--journal",
+        ])
+        .arg(journal)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The "done when": `run --sim --target 20 --journal J --json` prints the report schema of
+/// `count --json`, and `report --journal J --json` gives the same report.
+#[test]
+fn run_prints_the_count_report_and_report_rebuilds_it_from_the_journal() {
+    let dir = scratch("run");
+    let j = dir.join("j.jsonl");
+    let live = ok(&run_sim(&j, &["--target", "20", "--json"]));
+    has_schema(&live);
+    assert_eq!(live["total"], 20);
+    assert_eq!(live["target"], 20);
+    assert_eq!(live["target_reached"], true);
+    assert!(live["inputs"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("sim slide="));
+    let html = dir.join("r.html");
+    let rebuilt = ok(&bin()
+        .args(["report", "--json", "--html"])
+        .arg(&html)
+        .arg("--journal")
+        .arg(&j)
+        .output()
+        .unwrap());
+    assert_eq!(
+        rebuilt, live,
+        "the report from the journal is the session's report"
+    );
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("20 cells counted"));
+
+    // The journal is JSON lines: every line parses, and the start record names what made it.
+    let text = std::fs::read_to_string(&j).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "start");
+    assert_eq!(lines[0]["model"], live["model"]);
+    assert_eq!(lines[0]["analyzer"], "model");
+    assert_eq!(lines[0]["classes"], live["classes"]);
+    assert!(lines
+        .iter()
+        .all(|l| l["crc"].as_str().is_some_and(|c| c.len() == 8)));
+}
+
+#[test]
+fn resume_refuses_another_analyzer_and_keeps_its_target_saying_so() {
+    let dir = scratch("resume");
+    let j = dir.join("j.jsonl");
+    let out = run_sim(&j, &["--target", "3", "--analyzer", "blobs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3 cells counted"),
+        "run prints the count summary: {text}"
+    );
+
+    let other = run_sim(&j, &["--resume", "--target", "3"]);
+    assert!(!other.status.success());
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        stderr.contains("cannot resume") && stderr.contains("blobs"),
+        "{stderr}"
+    );
+
+    let again = run_sim(&j, &["--resume", "--target", "50", "--analyzer", "blobs"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("keeping the journal's target 3"),
+        "{stderr}"
+    );
+}

@@ -76,7 +76,7 @@ mod tests {
             (&["train", "--batch", "0"], "--batch"),
             (&["train", "--folds", "1", "--fold", "0"], "--folds"),
             (&["train", "--val-fraction", "2"], "--val-fraction"),
-            (&["train", "--val-fraction", "-0.1"], "--val-fraction"),
+            (&["train", "--val-fraction=-0.1"], "--val-fraction"),
             (&["train", "--shift", "-1"], "--shift"),
             (&["train", "--device", "tpu"], "--device"),
             (

@@ -77,7 +77,7 @@ mod tests {
             (&["train", "--folds", "1", "--fold", "0"], "--folds"),
             (&["train", "--val-fraction", "2"], "--val-fraction"),
             (&["train", "--val-fraction=-0.1"], "--val-fraction"),
-            (&["train", "--shift", "-1"], "--shift"),
+            (&["train", "--shift=-1"], "--shift"),
             (&["train", "--device", "tpu"], "--device"),
             (
                 &["eval", "--model", "m.onnx", "--split", "VALIDATION"],

@@ -312,8 +312,12 @@ pub fn main(cases: &[Case]) -> ExitCode {
     let args = runner::Args::parse(std::env::args().skip(1));
     let selected: Vec<&Case> = cases.iter().filter(|c| args.selects(c.name)).collect();
     if args.list {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
         for c in &selected {
-            println!("{}: test", c.name);
+            if writeln!(out, "{}: test", c.name).is_err() {
+                break; // a closed pipe (`--list | head`) is not an error
+            }
         }
         return ExitCode::SUCCESS;
     }

@@ -1,21 +1,26 @@
 //! Hardware-in-loop suite for Leukoscope: one set of cases (in `tests/hil.rs`), run against the simulated
 //! microscope by default and against a real Raspberry Pi board with `LEUKOSCOPE_HIL=rpi`.
 //!
-//! A case is a function generic over [`Rig`], written once; [`hil_cases!`] turns each into a `#[test]`
-//! that opens the rig the environment asks for (as ripgrep's `SearcherTester` and tract's `test-rt` run
-//! one case against every backend). A case that needs something a rig cannot give (fault injection on
-//! real hardware, a person to pull a cable) returns [`Outcome::Skipped`] with the reason, which is printed.
+//! A case is a function generic over [`Rig`], written once; [`hil_cases!`] lists each as a [`Case`] that
+//! [`main`] runs on the rig the environment asks for (as ripgrep's `SearcherTester` and tract's `test-rt`
+//! run one case against every backend). A case that needs something a rig cannot give (fault injection on
+//! real hardware, a person to pull a cable) returns [`Outcome::Skipped`] with the reason. The suite has
+//! its own [`runner`] (`harness = false`) so that a skip shows as `SKIPPED: <case>: <reason>` and in the
+//! closing `N passed, N failed, N skipped` line, never as "ok".
 //!
 //! Environment:
-//! - `LEUKOSCOPE_HIL=sim` (default) or `rpi` (needs `--features rpi` and a Pi; otherwise every case is
-//!   skipped with the reason printed).
+//! - `LEUKOSCOPE_HIL=sim` (default) or `rpi` (needs `--features rpi` and a Pi). When `rpi` is asked for
+//!   and the board cannot be opened (a build without `rpi`, a bad board file, GPIO refused), the suite
+//!   **fails**; an unknown value fails too.
 //! - `LEUKOSCOPE_BOARD`: the board file for `rpi` (default `deploy/board.toml`).
-//! - `LEUKOSCOPE_SLIDE`: the simulator's slide folder (default: the bundled `samples/smears`).
+//! - `LEUKOSCOPE_SLIDE`: the simulator's slide folder (default: the bundled `samples/smears`, built in).
 //! - `LEUKOSCOPE_HIL_ANALYZER=model|blobs`: the analysis of the count cases (default: the embedded model
 //!   when it loads, else the model-free `BlobAnalyzer`, with a note).
-//! - `LEUKOSCOPE_HIL_MANUAL=1`: on a real board, run the cases that need a person (unplug the camera).
+//! - `LEUKOSCOPE_HIL_MANUAL=1`: on a real board, also run the cases that need a person (the camera
+//!   disconnected mid-count); they prompt on stderr and wait for Enter. Without it they are skipped.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use leukoscope::board::sim::{Faults, SimConfig, SimHandle, SimMicroscope};
@@ -23,6 +28,9 @@ use leukoscope::board::{Button, Focus, Illumination, Microscope, Stage, StatusLe
 use leukoscope::capture::Camera;
 use leukoscope::session::{Analysis, Analyzer, BlobAnalyzer, SessionConfig};
 use leukoscope::{Cell, Frame};
+
+pub mod runner;
+pub use runner::{ask, manual, Target};
 
 /// What a case concluded.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,7 +98,7 @@ impl SimRig {
     pub fn new(seed: u64, grid: (u32, u32), frame_time: Duration) -> Result<Self, String> {
         let (scope, handle) =
             leukoscope::board::sim::microscope(sim_config(seed, grid, frame_time))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| chain(&e))?;
         Ok(SimRig {
             scope,
             handle,
@@ -149,9 +157,8 @@ impl RpiRig {
         let path = std::env::var_os("LEUKOSCOPE_BOARD")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace().join("deploy/board.toml"));
-        let config =
-            leukoscope::board::config::BoardConfig::load(&path).map_err(|e| e.to_string())?;
-        let board = leukoscope::board::rpi::Board::open(&config).map_err(|e| e.to_string())?;
+        let config = leukoscope::board::config::BoardConfig::load(&path).map_err(|e| chain(&e))?;
+        let board = leukoscope::board::rpi::Board::open(&config).map_err(|e| chain(&e))?;
         Ok(RpiRig { board, config })
     }
 }
@@ -187,23 +194,6 @@ impl Rig for RpiRig {
             c.pitch = s.field_pitch;
         }
         c
-    }
-}
-
-/// Which rig the environment asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// The simulator.
-    Sim,
-    /// A real Raspberry Pi board.
-    Rpi,
-}
-
-/// `LEUKOSCOPE_HIL` (default `sim`).
-pub fn target() -> Target {
-    match std::env::var("LEUKOSCOPE_HIL").as_deref() {
-        Ok("rpi") => Target::Rpi,
-        _ => Target::Sim,
     }
 }
 
@@ -287,54 +277,125 @@ pub fn analyzer() -> (AnyAnalyzer, String) {
     )
 }
 
-/// Turns case functions `fn case<R: Rig>(rig: &mut R) -> CaseResult` into one `#[test]` each, run on
-/// the rig `LEUKOSCOPE_HIL` names. The simulator is built by `$sim` (an expression yielding
-/// `Result<SimRig, String>`).
+/// One case as the runner sees it: its name and how to run it on each rig. Made by [`hil_cases!`].
+pub struct Case {
+    /// The case's name (its function's).
+    pub name: &'static str,
+    /// Builds the case's simulator and runs the case on it.
+    pub on_sim: fn() -> CaseResult,
+    /// Runs the case on the opened board.
+    #[cfg(feature = "rpi")]
+    pub on_rpi: fn(&mut RpiRig) -> CaseResult,
+}
+
+/// Turns case functions `fn case<R: Rig>(rig: &mut R) -> CaseResult` into the list of [`Case`]s that
+/// [`main`] runs: `fn suite() -> Vec<Case>`. The simulator of each case is built by `$sim` (an
+/// expression yielding `Result<SimRig, String>`).
 #[macro_export]
 macro_rules! hil_cases {
     ($($case:ident => $sim:expr;)+) => {
-        $(
-            #[test]
-            fn $case() {
-                let outcome = match $crate::target() {
-                    $crate::Target::Sim => {
-                        let mut rig: $crate::SimRig = $sim.expect("simulator opens");
+        /// Every case of the suite, in order.
+        fn suite() -> Vec<$crate::Case> {
+            vec![$(
+                $crate::Case {
+                    name: stringify!($case),
+                    on_sim: || {
+                        let mut rig: $crate::SimRig =
+                            $sim.map_err(|e| format!("the simulator did not open: {e}"))?;
                         cases::$case(&mut rig)
-                    }
-                    $crate::Target::Rpi => $crate::on_rpi(|rig| cases::$case(rig)),
-                };
-                match outcome {
-                    Ok($crate::Outcome::Passed) => {}
-                    Ok($crate::Outcome::Skipped(why)) => {
-                        eprintln!("SKIPPED {}: {why}", stringify!($case))
-                    }
-                    Err(msg) => panic!("{} failed: {msg}", stringify!($case)),
-                }
-            }
-        )+
+                    },
+                    #[cfg(feature = "rpi")]
+                    on_rpi: |rig| cases::$case(rig),
+                },
+            )+]
+        }
     };
 }
 
-/// Runs a case on the real board, or skips with the reason this build or machine cannot.
-#[cfg(feature = "rpi")]
-pub fn on_rpi(case: impl FnOnce(&mut RpiRig) -> CaseResult) -> CaseResult {
-    match RpiRig::open() {
-        Ok(mut rig) => case(&mut rig),
-        Err(e) => Ok(Outcome::Skipped(format!(
-            "LEUKOSCOPE_HIL=rpi but the board did not open: {e}"
-        ))),
+/// Runs the suite on the rig `LEUKOSCOPE_HIL` names and prints `N passed, N failed, N skipped` (see
+/// [`runner`]).
+pub fn main(cases: &[Case]) -> ExitCode {
+    let args = runner::Args::parse(std::env::args().skip(1));
+    let selected: Vec<&Case> = cases.iter().filter(|c| args.selects(c.name)).collect();
+    if args.list {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for c in &selected {
+            if writeln!(out, "{}: test", c.name).is_err() {
+                break; // a closed pipe (`--list | head`) is not an error
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    match runner::target() {
+        Ok(Target::Sim) => {
+            let runs = selected
+                .iter()
+                .map(|c| (c.name, Box::new(c.on_sim) as runner::Run))
+                .collect();
+            runner::finish("sim", &runner::run_all(runs))
+        }
+        Ok(Target::Rpi) => on_rpi(&selected),
+        Err(why) => no_rig("?", &selected, &why),
     }
 }
 
-/// Runs a case on the real board, or skips with the reason this build or machine cannot.
-/// (Without the `rpi` feature the closure is never called; its rig type only satisfies inference.)
+/// The rig could not be had: say why once, fail every selected case, exit non-zero.
+fn no_rig(rig: &str, selected: &[&Case], why: &str) -> ExitCode {
+    eprintln!("error: {why}");
+    let names: Vec<&str> = selected.iter().map(|c| c.name).collect();
+    runner::finish(
+        rig,
+        &runner::fail_all(&names, "no rig to run on (see the error above)"),
+    );
+    ExitCode::FAILURE
+}
+
+/// Runs the cases on the real board; a board that does not open fails them all.
+#[cfg(feature = "rpi")]
+fn on_rpi(selected: &[&Case]) -> ExitCode {
+    let rig = match RpiRig::open() {
+        Ok(rig) => std::cell::RefCell::new(rig),
+        Err(e) => {
+            return no_rig(
+                "rpi",
+                selected,
+                &format!("LEUKOSCOPE_HIL=rpi but the board did not open: {e}"),
+            )
+        }
+    };
+    let rig = &rig;
+    let runs = selected
+        .iter()
+        .map(|c| {
+            let run: runner::Run = Box::new(move || (c.on_rpi)(&mut rig.borrow_mut()));
+            (c.name, run)
+        })
+        .collect();
+    runner::finish("rpi", &runner::run_all(runs))
+}
+
+/// Without the `rpi` feature there is no board to open: every case fails, with the reason.
 #[cfg(not(feature = "rpi"))]
-pub fn on_rpi(_case: impl FnOnce(&mut SimRig) -> CaseResult) -> CaseResult {
-    Ok(Outcome::Skipped(
+fn on_rpi(selected: &[&Case]) -> ExitCode {
+    no_rig(
+        "rpi",
+        selected,
         "LEUKOSCOPE_HIL=rpi but this build has no board support: run `cargo test -p leukoscope-hil \
-         --features rpi` on the Pi"
-            .into(),
-    ))
+         --features rpi` on the Pi",
+    )
+}
+
+/// An error and its causes, as anyhow's `{:#}` prints them (`a: b: c`).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Fails a case with a message unless the condition holds.

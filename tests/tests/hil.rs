@@ -1,6 +1,8 @@
 //! The hardware-in-loop cases, written once and run on the rig `LEUKOSCOPE_HIL` names (default: the
-//! simulator). See the crate docs for the environment variables.
+//! simulator) by the suite's own runner (`harness = false`). See the crate docs for the environment
+//! variables.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use leukoscope_hil::{check, hil_cases, scratch, CaseResult, Outcome, Rig, SimRig};
@@ -20,18 +22,27 @@ hil_cases! {
     stuck_focus_motor_pauses => sim(8);
     kill9_mid_count_then_resume => sim(9);
     power_cut_torn_write_then_resume => sim(9);
+    asking_for_a_board_that_is_not_there_fails => sim(10);
 }
 
-/// The child side of the kill -9 cases: a no-op unless the parent set `LEUKOSCOPE_HIL_CHILD` (the journal
-/// path). Runs a slow session (10 ms per frame) so the parent can kill it mid-count.
-#[test]
-fn kill9_child() {
-    let Some(journal) = std::env::var_os("LEUKOSCOPE_HIL_CHILD") else {
-        return;
-    };
-    let mut rig = SimRig::new(9, (12, 12), Duration::from_millis(10)).expect("simulator opens");
-    let out = cases::session_in(&mut rig, std::path::Path::new(&journal), KILL_TARGET, true);
-    eprintln!("child finished unexpectedly early: {out:?}");
+fn main() -> ExitCode {
+    if let Some(journal) = std::env::var_os("LEUKOSCOPE_HIL_CHILD") {
+        kill9_child(std::path::Path::new(&journal));
+        return ExitCode::FAILURE; // the parent kills the child before it gets here
+    }
+    leukoscope_hil::main(&suite())
+}
+
+/// The child side of the kill -9 cases (the parent sets `LEUKOSCOPE_HIL_CHILD` to the journal path):
+/// a slow session (10 ms per frame) so the parent can kill it mid-count.
+fn kill9_child(journal: &std::path::Path) {
+    match SimRig::new(9, (12, 12), Duration::from_millis(10)) {
+        Ok(mut rig) => {
+            let out = cases::session_in(&mut rig, journal, KILL_TARGET, true);
+            eprintln!("child finished unexpectedly early: {out:?}");
+        }
+        Err(e) => eprintln!("child: the simulator did not open: {e}"),
+    }
 }
 
 const KILL_TARGET: u32 = 60;
@@ -52,8 +63,8 @@ mod cases {
         f.data().iter().map(|&v| u64::from(v)).sum::<u64>() / f.data().len() as u64
     }
 
-    fn e<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
-        move |err| format!("{what}: {err}")
+    fn e<E: std::error::Error>(what: &'static str) -> impl Fn(E) -> String {
+        move |err| format!("{what}: {}", leukoscope_hil::chain(&err))
     }
 
     /// Brightness rises with the LED level and the light goes off.
@@ -175,6 +186,17 @@ mod cases {
         target: u32,
         resume: bool,
     ) -> Result<session::Outcome, String> {
+        session_with(rig, path, target, resume, &mut |_| {})
+    }
+
+    /// [`session_in`] with a look at each event.
+    fn session_with<R: Rig>(
+        rig: &mut R,
+        path: &Path,
+        target: u32,
+        resume: bool,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<session::Outcome, String> {
         let mut j = if resume && path.exists() {
             Journal::resume(path).map_err(e("resume"))?
         } else {
@@ -190,7 +212,7 @@ mod cases {
             &mut BlobAnalyzer::default(),
             &mut j,
             &cfg,
-            &mut |_| {},
+            on_event,
         )
         .map_err(e("session"))
     }
@@ -244,7 +266,12 @@ mod cases {
             ..Faults::default()
         };
         if let Err(why) = rig.inject(glitch) {
-            return Ok(Outcome::Skipped(why));
+            if leukoscope_hil::manual() {
+                return camera_unplugged_by_hand(rig);
+            }
+            return Ok(Outcome::Skipped(format!(
+                "{why}; on a real board a person can pull the cable: set LEUKOSCOPE_HIL_MANUAL=1"
+            )));
         }
         let dir = scratch("unplug");
         let p1 = dir.join("glitch.jsonl");
@@ -307,14 +334,62 @@ mod cases {
         );
         drop(j);
         rig.inject(Faults::default())?;
-        let out = session_in(rig, &p2, 60, true)?;
-        check!(out == session::Outcome::Finished { counted: 60 }, "{out:?}");
-        let after = journal::read(&p2).map_err(e("read"))?;
+        resume_keeps_paused_cells(rig, &p2, 60, &before)
+    }
+
+    /// Resumes the paused session in `path` to `target` cells: it must finish, and the cells journaled
+    /// before the pause (`before`) must be untouched.
+    fn resume_keeps_paused_cells<R: Rig>(
+        rig: &mut R,
+        path: &Path,
+        target: u32,
+        before: &journal::State,
+    ) -> CaseResult {
+        let out = session_in(rig, path, target, true)?;
+        check!(
+            out == session::Outcome::Finished { counted: target },
+            "{out:?}"
+        );
+        let after = journal::read(path).map_err(e("read"))?;
         check!(
             after.frames[..before.frames.len()] == before.frames[..],
             "paused cells changed"
         );
         Ok(Outcome::Passed)
+    }
+
+    /// The manual twin of [`camera_unplugged_mid_run`] (`LEUKOSCOPE_HIL_MANUAL`): after the first field a
+    /// person disconnects the camera; the session must pause with the cells kept, and after the camera is
+    /// back a resume must finish without recounting.
+    fn camera_unplugged_by_hand<R: Rig>(rig: &mut R) -> CaseResult {
+        let path = scratch("unplug-by-hand").join("j.jsonl");
+        let mut asked: Option<Result<(), String>> = None;
+        let out = session_with(rig, &path, 60, false, &mut |ev| {
+            if matches!(ev, Event::FrameCommitted { .. }) && asked.is_none() {
+                asked = Some(leukoscope_hil::ask(
+                    "MANUAL camera_unplugged_mid_run: disconnect the camera now (a USB camera: pull \
+                     its cable; the Pi camera module: never pull the ribbon while powered, freeze its \
+                     program instead with `sudo pkill -STOP rpicam-vid`) and leave it disconnected",
+                ));
+            }
+        })?;
+        asked.ok_or("the session committed no frame before the prompt")??;
+        let session::Outcome::Paused { reason, counted } = out else {
+            return Err(format!(
+                "expected a pause after the camera was disconnected, got {out:?}"
+            ));
+        };
+        eprintln!("paused as expected: {reason}");
+        check!(
+            reason.contains("camera") && counted > 0,
+            "{reason} ({counted} cells)"
+        );
+        let before = journal::read(&path).map_err(e("read"))?;
+        leukoscope_hil::ask(
+            "MANUAL camera_unplugged_mid_run: connect the camera again (or `sudo pkill -CONT \
+             rpicam-vid`)",
+        )?;
+        resume_keeps_paused_cells(rig, &path, 60, &before)
     }
 
     /// Dropped frames and timeouts every few captures do not stop a count.
@@ -356,7 +431,6 @@ mod cases {
     fn kill_child_after(path: &Path, frames: usize) -> Result<(), String> {
         let exe = std::env::current_exe().map_err(e("current_exe"))?;
         let mut child = std::process::Command::new(exe)
-            .args(["--exact", "kill9_child", "--nocapture", "--test-threads=1"])
             .env("LEUKOSCOPE_HIL_CHILD", path)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -462,5 +536,45 @@ mod cases {
         let st = journal::read(&path).map_err(e("read"))?;
         check!(st.torn_bytes > 0, "torn line not detected");
         resume_and_check(rig, &path)
+    }
+
+    /// The suite run with `LEUKOSCOPE_HIL=rpi` and no board that opens (a missing board file, or a build
+    /// without `rpi`) must fail, not report skipped cases as passed; an unknown rig name fails too.
+    pub fn asking_for_a_board_that_is_not_there_fails<R: Rig>(_rig: &mut R) -> CaseResult {
+        let exe = std::env::current_exe().map_err(e("current_exe"))?;
+        let board = scratch("no-board").join("missing.toml");
+        for (hil, expect) in [
+            ("rpi", "LEUKOSCOPE_HIL=rpi but"),
+            ("pi", "LEUKOSCOPE_HIL=pi: expected `sim`"),
+        ] {
+            let out = std::process::Command::new(&exe)
+                .args(["--exact", "led_ramp"])
+                .env("LEUKOSCOPE_HIL", hil)
+                .env("LEUKOSCOPE_BOARD", &board)
+                .env_remove("LEUKOSCOPE_HIL_CHILD")
+                .output()
+                .map_err(e("run the suite"))?;
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            check!(
+                !out.status.success(),
+                "LEUKOSCOPE_HIL={hil} without a board passed: {stderr}"
+            );
+            check!(
+                stderr.contains(expect)
+                    && stdout.lines().any(|l| l == "0 passed, 1 failed, 0 skipped"),
+                "LEUKOSCOPE_HIL={hil}: stdout {stdout:?}, stderr {stderr:?}"
+            );
+            eprintln!(
+                "LEUKOSCOPE_HIL={hil} without a board: {}",
+                stderr
+                    .lines()
+                    .find(|l| l.starts_with("error:"))
+                    .unwrap_or("")
+            );
+        }
+        Ok(Outcome::Passed)
     }
 }

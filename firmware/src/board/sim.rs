@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{Button, Focus, Illumination, Microscope, Stage, Status, StatusLed, FULL};
-use crate::capture::replay::list_images;
 use crate::capture::{Camera, CaptureError};
 use crate::frame::Frame;
 use crate::hw::{Error, ErrorKind};
+use crate::inputs::list_images;
 
 /// The sample smears of `samples/smears` (8 BCCD frames, 640×480), built into the binary.
 const BUNDLED: [(&str, &[u8]); 8] = [
@@ -98,7 +98,8 @@ impl Slide {
                 .iter()
                 .map(|(_, jpeg)| Frame::decode(jpeg).map_err(slide))
                 .collect(),
-            Slide::Path(p) => list_images(p)?
+            Slide::Path(p) => list_images(p)
+                .map_err(CaptureError::Inputs)?
                 .iter()
                 .map(|f| Frame::open(f).map_err(slide))
                 .collect(),

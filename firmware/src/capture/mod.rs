@@ -132,6 +132,9 @@ pub enum CaptureError {
         /// What is wrong.
         reason: String,
     },
+    /// A replay source or the simulator's slide names no image (missing, unreadable folder, no images).
+    #[error(transparent)]
+    Inputs(crate::inputs::InputError),
     /// An image of the simulator's slide could not be loaded.
     #[error("sim: cannot load the slide")]
     Slide {
@@ -159,6 +162,10 @@ impl Error for CaptureError {
             | CaptureError::Config { .. }
             | CaptureError::Slide { .. } => ErrorKind::Config,
             CaptureError::Io { .. } => ErrorKind::Io,
+            CaptureError::Inputs(e) => match e {
+                crate::inputs::InputError::Folder { .. } => ErrorKind::Io,
+                _ => ErrorKind::Config,
+            },
             CaptureError::EndOfStream { .. } => ErrorKind::Other,
         }
     }

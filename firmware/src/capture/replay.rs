@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::{Camera, CaptureError};
 use crate::frame::Frame;
+use crate::inputs::list_images;
 
-/// Images of a file or folder (sorted, recursively), served in order.
+/// Images of a file or folder (sorted, recursively; the formats of [`crate::inputs`]), served in order.
 #[derive(Debug)]
 pub struct Replay {
     files: Vec<PathBuf>,
@@ -15,59 +16,11 @@ pub struct Replay {
     served: u64,
 }
 
-/// Whether a path looks like a JPEG or PNG.
-pub fn is_image(p: &Path) -> bool {
-    let ext = p
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    matches!(ext.as_str(), "jpg" | "jpeg" | "png")
-}
-
-/// Every image under `path` (the file itself if it is one), sorted.
-pub fn list_images(path: &Path) -> Result<Vec<PathBuf>, CaptureError> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CaptureError> {
-        let rd = std::fs::read_dir(dir).map_err(|source| CaptureError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if is_image(&p) {
-                out.push(p);
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    if path.is_dir() {
-        walk(path, &mut out)?;
-    } else if path.exists() {
-        out.push(path.to_owned());
-    } else {
-        return Err(CaptureError::Io {
-            path: path.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
-        });
-    }
-    if out.is_empty() {
-        return Err(CaptureError::Config {
-            backend: "replay",
-            reason: format!("{}: no JPEG/PNG images", path.display()),
-        });
-    }
-    Ok(out)
-}
-
 impl Replay {
     /// Lists the images; `looping` starts again after the last one instead of ending the stream.
     pub fn open(path: &Path, looping: bool) -> Result<Self, CaptureError> {
         Ok(Replay {
-            files: list_images(path)?,
+            files: list_images(path).map_err(CaptureError::Inputs)?,
             next: 0,
             looping,
             served: 0,

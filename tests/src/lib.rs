@@ -26,7 +26,8 @@ use std::time::Duration;
 use leukoscope::board::sim::{Faults, SimConfig, SimHandle, SimMicroscope};
 use leukoscope::board::{Button, Focus, Illumination, Microscope, Stage, StatusLed};
 use leukoscope::capture::Camera;
-use leukoscope::session::{Analysis, Analyzer, BlobAnalyzer, SessionConfig};
+use leukoscope::session::{Analysis, Analyzer, SessionConfig};
+use leukoscope::testing::BlobAnalyzer;
 use leukoscope::{Cell, Frame};
 
 pub mod runner;

@@ -56,7 +56,8 @@ mod cases {
     use leukoscope::hw::{Error, ErrorKind};
     use leukoscope::journal::{self, Header, Journal};
     use leukoscope::session::Analyzer;
-    use leukoscope::session::{self, BlobAnalyzer, Event};
+    use leukoscope::session::{self, Event};
+    use leukoscope::testing::BlobAnalyzer;
     use std::path::Path;
 
     fn mean(f: &leukoscope::Frame) -> u64 {

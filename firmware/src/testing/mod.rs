@@ -3,5 +3,8 @@
 //! tests and with the `testing` feature (as tract keeps its references in `test-rt`), so the device binary
 //! never carries them.
 
+mod blobs;
 pub mod dinic;
 pub mod voc;
+
+pub use blobs::{BlobAnalyzer, NeverFails};

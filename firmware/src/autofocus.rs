@@ -102,7 +102,7 @@ pub enum AutofocusError {
     Camera {
         /// The camera error's kind.
         kind: ErrorKind,
-        /// The camera error.
+        /// The camera error and its causes ([`crate::hw::chain`]).
         message: String,
     },
     /// The focus axis failed (stalled, not homed, limit).
@@ -110,7 +110,7 @@ pub enum AutofocusError {
     Focus {
         /// The axis error's kind.
         kind: ErrorKind,
-        /// The axis error.
+        /// The axis error and its causes ([`crate::hw::chain`]).
         message: String,
     },
 }
@@ -134,7 +134,7 @@ impl<C: Camera, F: Focus> Search<'_, C, F> {
     fn goto(&mut self, p: i32) -> Result<(), AutofocusError> {
         self.focus.move_to(p).map_err(|e| AutofocusError::Focus {
             kind: e.kind(),
-            message: e.to_string(),
+            message: crate::hw::chain(&e),
         })
     }
 
@@ -152,7 +152,7 @@ impl<C: Camera, F: Focus> Search<'_, C, F> {
                 Err(e) => {
                     return Err(AutofocusError::Camera {
                         kind: e.kind(),
-                        message: e.to_string(),
+                        message: crate::hw::chain(&e),
                     })
                 }
             }
@@ -168,7 +168,7 @@ impl<C: Camera, F: Focus> Search<'_, C, F> {
         let flushed = self.camera.flush();
         flushed.map_err(|e| AutofocusError::Camera {
             kind: e.kind(),
-            message: e.to_string(),
+            message: crate::hw::chain(&e),
         })?;
         for _ in 0..self.cfg.discard_after_move {
             self.grab()?;

@@ -45,3 +45,16 @@ pub trait Error: std::error::Error {
     /// What kind of failure this is.
     fn kind(&self) -> ErrorKind;
 }
+
+/// An error and its causes on one line, `outer: cause: root`, as anyhow's `{:#}` prints them: for
+/// messages that outlive the error (a pause record, an autofocus failure), so no cause is lost.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
+}

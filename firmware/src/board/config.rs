@@ -292,21 +292,10 @@ mod tests {
         assert!(msg.starts_with("b.toml"), "{msg}");
     }
 
-    /// The message and its causes, as `{:#}` of anyhow prints them.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut parts = vec![e.to_string()];
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            parts.push(c.to_string());
-            cause = c.source();
-        }
-        parts.join(": ")
-    }
-
     #[test]
     fn typo_gives_line_and_file() {
         let err = BoardConfig::parse("[led]\npwm_chanel = 0\n", Path::new("b.toml")).unwrap_err();
-        let msg = chain(&err);
+        let msg = crate::hw::chain(&err);
         assert!(
             msg.starts_with("b.toml: not a valid board file: ")
                 && msg.contains("line 2")
@@ -318,7 +307,7 @@ mod tests {
     #[test]
     fn missing_file_says_so_once() {
         let err = BoardConfig::load(Path::new("/nonexistent/board.toml")).unwrap_err();
-        let msg = chain(&err);
+        let msg = crate::hw::chain(&err);
         assert_eq!(msg.matches("No such file").count(), 1, "{msg}");
         assert!(
             msg.starts_with("/nonexistent/board.toml: cannot read"),

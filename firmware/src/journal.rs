@@ -80,7 +80,7 @@ impl Header {
             ))
         } else if a.analyzer != b.analyzer {
             Some(format!(
-                "the journal was counted with --analyzer {}, this session uses {}",
+                "the journal's cells were typed by the {} analyzer, this session's by {}",
                 a.analyzer, b.analyzer
             ))
         } else if a.model.as_ref().map(|m| &m.sha256) != b.model.as_ref().map(|m| &m.sha256) {

@@ -187,10 +187,11 @@ fn run_prints_the_count_report_and_report_rebuilds_it_from_the_journal() {
 }
 
 #[test]
-fn resume_refuses_another_analyzer_and_keeps_its_target_saying_so() {
+fn resume_refuses_another_model_and_keeps_its_target_saying_so() {
     let dir = scratch("resume");
     let j = dir.join("j.jsonl");
-    let out = run_sim(&j, &["--target", "3", "--analyzer", "blobs"]);
+    let float = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/edge16.onnx");
+    let out = run_sim(&j, &["--target", "3", "--model", float]);
     assert!(
         out.status.success(),
         "{}",
@@ -206,11 +207,11 @@ fn resume_refuses_another_analyzer_and_keeps_its_target_saying_so() {
     assert!(!other.status.success());
     let stderr = String::from_utf8_lossy(&other.stderr);
     assert!(
-        stderr.contains("cannot resume") && stderr.contains("blobs"),
+        stderr.contains("cannot resume") && stderr.contains("model edge16 (sha256"),
         "{stderr}"
     );
 
-    let again = run_sim(&j, &["--resume", "--target", "50", "--analyzer", "blobs"]);
+    let again = run_sim(&j, &["--resume", "--target", "50", "--model", float]);
     assert!(
         again.status.success(),
         "{}",

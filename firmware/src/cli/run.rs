@@ -11,19 +11,10 @@ use leukoscope::capture::Camera;
 use leukoscope::count::StopRule;
 use leukoscope::journal::{Header, Journal};
 use leukoscope::report::Report;
-use leukoscope::session::{self, Analyzer, BlobAnalyzer, Event, Outcome, SessionConfig};
+use leukoscope::session::{self, Event, Outcome, SessionConfig};
 use leukoscope::Pipeline;
 
 use super::{ModelArg, Outputs, TargetArg};
-
-/// What types the cells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum AnalyzerKind {
-    /// Segmentation and the classifier (`--model`).
-    Model,
-    /// A model-free test double, for demos of the loop (takes its class names from `--model`'s card).
-    Blobs,
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,7 +38,7 @@ pub struct Args {
     /// The journal (append-only; every counted cell with its crop; `report --journal` rebuilds the report).
     #[arg(long)]
     journal: PathBuf,
-    /// Continue the journal instead of starting a new one (same model, slide or board, and analyzer).
+    /// Continue the journal instead of starting a new one (same model, and slide or board).
     #[arg(long)]
     resume: bool,
     /// Refocus every N fields (0: only on the first).
@@ -55,9 +46,6 @@ pub struct Args {
     refocus_every: u32,
     #[command(flatten)]
     model: ModelArg,
-    /// What types the cells.
-    #[arg(long, value_enum, default_value_t = AnalyzerKind::Model)]
-    analyzer: AnalyzerKind,
     #[command(flatten)]
     outputs: Outputs,
 }
@@ -117,7 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         if let Some(w) = handle.wrap() {
             eprintln!("warning: {w}");
         }
-        let code = with_analyzer(&mut scope, args, &cfg, &source);
+        let code = with_model(&mut scope, args, &cfg, &source);
         if let Some(w) = handle.wrapped() {
             eprintln!("note: this count went round the simulated slide: {w}");
         }
@@ -139,7 +127,7 @@ fn run_board(board: &Path, args: &Args, mut cfg: SessionConfig) -> anyhow::Resul
     }
     let mut b = leukoscope::board::rpi::Board::open(&bc)?;
     let source = format!("rpi board={}", recorded(board));
-    with_analyzer(&mut b.scope, args, &cfg, &source)
+    with_model(&mut b.scope, args, &cfg, &source)
 }
 
 #[cfg(not(feature = "rpi"))]
@@ -153,7 +141,8 @@ fn run_board(board: &Path, _args: &Args, _cfg: SessionConfig) -> anyhow::Result<
     )
 }
 
-fn with_analyzer<C, L, F, S, B, T>(
+/// Counts with the model of `--model` (the embedded default otherwise).
+fn with_model<C, L, F, S, B, T>(
     scope: &mut Microscope<C, L, F, S, B, T>,
     args: &Args,
     cfg: &SessionConfig,
@@ -167,34 +156,7 @@ where
     B: Button,
     T: StatusLed,
 {
-    match args.analyzer {
-        AnalyzerKind::Model => {
-            let pipeline = Pipeline::new(args.model.classifier()?);
-            drive(scope, pipeline, args, cfg, source)
-        }
-        AnalyzerKind::Blobs => {
-            let card = args.model.source().load()?.card;
-            drive(scope, BlobAnalyzer::new(card.classes), args, cfg, source)
-        }
-    }
-}
-
-fn drive<C, L, F, S, B, T, A>(
-    scope: &mut Microscope<C, L, F, S, B, T>,
-    mut analyzer: A,
-    args: &Args,
-    cfg: &SessionConfig,
-    source: &str,
-) -> anyhow::Result<ExitCode>
-where
-    C: Camera,
-    L: Illumination,
-    F: Focus,
-    S: Stage,
-    B: Button,
-    T: StatusLed,
-    A: Analyzer,
-{
+    let mut analyzer = Pipeline::new(args.model.classifier()?);
     let header = Header::new(args.target.target, source, analyzer.analysis());
     let mut journal = if args.resume && args.journal.exists() {
         let j = Journal::resume_as(&args.journal, Some(&header))?;

@@ -38,6 +38,17 @@ pub struct Frame {
     data: Vec<u8>,
 }
 
+/// Whether JPEG bytes hold an end-of-image marker (`FF D9`) after their last start-of-scan (`FF DA`).
+/// Inside entropy-coded data every `FF` is stuffed (`FF 00`) or a restart marker, so an `FF D9` there is the
+/// real end; trailing bytes after it (some cameras pad) are allowed.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
+}
+
 /// Why a frame could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -57,6 +68,16 @@ pub enum FrameError {
         /// What the decoder said.
         #[source]
         source: image::ImageError,
+    },
+    /// The file decodes but is damaged: a JPEG that ends before its end-of-image marker (a copy cut short,
+    /// a camera that lost power), whose missing rows the decoder would fill with grey. A cell typed from
+    /// half an image is a wrong count nobody notices, so it is refused.
+    #[error("{path}: damaged image: {reason}")]
+    Damaged {
+        /// The file (empty from [`Frame::decode`]; [`Frame::open`] fills it in).
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
     },
     /// The pixel buffer does not match the stated size, or the size is zero or too large.
     #[error("bad frame geometry {width}x{height} with {len} bytes")]
@@ -114,6 +135,10 @@ impl Frame {
                 path: path.to_owned(),
                 source,
             },
+            FrameError::Damaged { reason, .. } => FrameError::Damaged {
+                path: path.to_owned(),
+                reason,
+            },
             other => other,
         })
     }
@@ -133,6 +158,12 @@ impl Frame {
                     UnsupportedErrorKind::Format(ImageFormatHint::Exact(format)),
                 ),
             )));
+        }
+        if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+            return Err(FrameError::Damaged {
+                path: PathBuf::new(),
+                reason: "the JPEG ends before its end-of-image marker (truncated)",
+            });
         }
         let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
         let mut limits = image::Limits::default();

@@ -189,3 +189,48 @@ fn wrong_model_file_is_one_clear_error() {
     assert!(stderr.contains("m.json"), "missing card is named: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A JPEG cut short anywhere is named as damaged, never typed: 200 truncations of a bundled cell (every
+/// length from a few bytes to one byte short), classified in one run.
+#[test]
+fn truncated_jpegs_are_named_never_typed() {
+    let mut cells: Vec<PathBuf> = std::fs::read_dir(samples().join("NEUTROPHIL"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cells.sort();
+    let src = &cells[0];
+    let bytes = std::fs::read(&src).unwrap();
+    let dir = std::env::temp_dir().join(format!("leukoscope-cut-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 200;
+    for i in 0..n {
+        let len = 4 + (bytes.len() - 5) * (i + 1) / n;
+        std::fs::write(dir.join(format!("cut{i:03}.jpg")), &bytes[..len]).unwrap();
+    }
+    let out = bin()
+        .args(["classify", "--json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        stdout.lines().count(),
+        0,
+        "a truncated JPEG was typed: {stdout}"
+    );
+    for i in 0..n {
+        assert!(
+            stderr.contains(&format!("cut{i:03}.jpg")),
+            "cut{i:03}.jpg not named: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(&format!("{n} input(s) could not be classified")),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -186,13 +186,20 @@ fn truncated_jpeg_is_a_named_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let cut = dir.join("cut_short.jpg");
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
-    match Frame::open(&cut) {
-        Err(e) => assert!(e.to_string().contains("cut_short.jpg"), "{e}"),
-        // Some decoders fill the missing rows; then the frame must still segment without panicking.
-        Ok(f) => {
-            Segmenter::default().segment(&f);
-        }
+    // The decoder would fill the missing rows with grey; the frame is refused as damaged instead.
+    let e = Frame::open(&cut).unwrap_err().to_string();
+    assert!(
+        e.contains("cut_short.jpg") && e.contains("damaged image"),
+        "{e}"
+    );
+    // Cut anywhere, even one byte short of the end, it is refused by name; whole, it decodes.
+    for n in [bytes.len() - 1, bytes.len() - 2, bytes.len() / 2, 700] {
+        std::fs::write(&cut, &bytes[..n]).unwrap();
+        let e = Frame::open(&cut).unwrap_err().to_string();
+        assert!(e.contains("cut_short.jpg"), "{n} bytes: {e}");
     }
+    std::fs::write(&cut, &bytes).unwrap();
+    assert!(Frame::open(&cut).is_ok());
 }
 
 /// The frames of `samples/hard` (BCCD frames this detector once got wrong) against their VOC boxes.

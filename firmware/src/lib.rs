@@ -8,6 +8,7 @@
 //! ([`classes::Classes`]). This crate never depends on libtorch.
 #![warn(missing_docs)]
 
+pub mod adapt;
 pub mod autofocus;
 pub mod board;
 pub mod capture;

@@ -108,6 +108,38 @@ pub struct ModelCard {
     /// For an int8 model: how it was quantized (float model's sha256, calibrator, calibration images).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub quantization: serde_json::Value,
+    /// For a site-calibrated model ([`crate::adapt`]): what it was adapted from, how and on which cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptation: Option<Adaptation>,
+}
+
+/// How a site-calibrated model was made from its base model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Adaptation {
+    /// The method.
+    pub method: crate::adapt::Method,
+    /// The base model.
+    pub base: ModelId,
+    /// Calibration cells per class (0: the class kept the base model's head).
+    pub cells: std::collections::BTreeMap<String, usize>,
+    /// The head's pull toward the base head that cross-validation chose (a multiple of the mean squared
+    /// embedding norm).
+    pub prior: f32,
+    /// The site's colour statistics, for [`crate::adapt::Method::ColourHead`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<SiteColour>,
+    /// When (RFC 3339, UTC).
+    pub date: String,
+}
+
+/// A site's per-channel model-input statistics (after the card's normalisation), mapped to zero mean and
+/// unit spread by the adapted model's first layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SiteColour {
+    /// Mean per channel.
+    pub mean: [f32; 3],
+    /// Spread per channel.
+    pub std: [f32; 3],
 }
 
 /// A model as reports and journals name it: the card's name and the file's sha256.

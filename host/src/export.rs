@@ -125,6 +125,7 @@ pub fn write_float_model(
         metrics: serde_json::json!({}),
         latency: serde_json::json!({}),
         quantization: serde_json::Value::Null,
+        adaptation: None,
     };
     write_model(onnx_path, &bytes, card)
 }

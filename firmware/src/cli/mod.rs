@@ -12,6 +12,7 @@ use leukoscope::inputs::{self, Inputs};
 use leukoscope::report::{self, Report};
 use leukoscope::{Classifier, ModelSource};
 
+mod adapt;
 mod classify;
 mod count;
 mod report_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Run(run::Args),
     /// Rebuild a session's report from its journal (after a crash, or to print it again).
     Report(report_cmd::Args),
+    /// Calibrate a model to this lab's microscope from cells a technologist typed (one folder per class).
+    Adapt(adapt::Args),
 }
 
 impl Cli {
@@ -53,6 +56,7 @@ impl Cli {
             Command::Count(a) => count::run(&a),
             Command::Run(a) => run::run(&a),
             Command::Report(a) => report_cmd::run(&a),
+            Command::Adapt(a) => adapt::run(&a),
         }
     }
 }

@@ -1,0 +1,891 @@
+//! Site calibration: a model adapted to one lab's microscope from a few cells of that lab that a
+//! technologist has typed, on the device (tract only, no libtorch).
+//!
+//! The cells come as a folder with one subfolder per class (names matched to the model's classes, any case;
+//! images of any size, read like every other input), the folder a review exports. Two [`Method`]s:
+//!
+//! - [`Method::Head`]: the model's own embedding (the input of its last, linear layer) is computed by tract
+//!   for every cell, and a new head is fitted on it: a class-balanced multinomial logistic regression that
+//!   starts from the base model's head and is pulled back toward it (L2 on the difference), its strength
+//!   chosen by k-fold cross-validation on the calibration cells themselves among [`PRIOR_CANDIDATES`].
+//! - [`Method::ColourHead`]: first the lab's colour: the per-channel mean and spread of the model input over
+//!   the calibration cells are re-estimated and an affine layer in front of the graph maps them to the
+//!   training statistics (zero mean, unit spread after the card's normalisation), then the head as above.
+//!
+//! The adapted model is a new ONNX file with its card ([`crate::model::Adaptation`]: base model, method,
+//! cells per class, date), loaded by `--model` like any other. Nothing is written unless every cell was read
+//! and the new model loads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+use crate::classes::Classes;
+use crate::classify::Classifier;
+use crate::frame::{Frame, FrameError};
+use crate::inputs::{self, InputError};
+use crate::model::{sha256_hex, Adaptation, ModelBytes, ModelError};
+use crate::preprocess;
+
+/// Fewest cells a class folder may hold.
+pub const MIN_CELLS: usize = 3;
+
+/// The head's pull toward the base head, as multiples of the mean squared embedding norm; the one used is
+/// chosen by cross-validation on the calibration cells.
+pub const PRIOR_CANDIDATES: [f32; 4] = [0.001, 0.01, 0.1, 1.0];
+
+/// How a model is adapted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// A new head on the model's embeddings (logistic regression pulled toward the base head).
+    Head,
+    /// The lab's colour statistics re-estimated (an input affine layer), then [`Method::Head`].
+    ColourHead,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Head => "head",
+            Method::ColourHead => "colour-head",
+        })
+    }
+}
+
+/// Why a model could not be adapted. Nothing is written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum AdaptError {
+    /// The cells folder could not be listed.
+    #[error("{path}: cannot read the cells folder")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The cells folder has no subfolder.
+    #[error("{path}: no class folders (expected one subfolder per class, named as the model's classes: {classes})")]
+    NoClasses {
+        /// The folder.
+        path: PathBuf,
+        /// The model's classes.
+        classes: String,
+    },
+    /// A subfolder is not named after a class of the model.
+    #[error("{path}: `{name}` is not a class of the model (its classes: {classes})")]
+    UnknownClass {
+        /// The subfolder.
+        path: PathBuf,
+        /// Its name.
+        name: String,
+        /// The model's classes.
+        classes: String,
+    },
+    /// Two subfolders name the same class (in different case).
+    #[error("{first} and {second} are both class {class}")]
+    DuplicateClass {
+        /// The first folder.
+        first: PathBuf,
+        /// The second.
+        second: PathBuf,
+        /// The class.
+        class: String,
+    },
+    /// A class folder holds no image.
+    #[error("class {class} has no cells")]
+    EmptyClass {
+        /// The class.
+        class: String,
+        /// Which folder and why.
+        source: InputError,
+    },
+    /// A class has fewer than [`MIN_CELLS`] cells.
+    #[error("{path}: {found} cell(s) of {class}; at least {MIN_CELLS} per class are needed")]
+    TooFew {
+        /// The class folder.
+        path: PathBuf,
+        /// The class.
+        class: String,
+        /// How many it holds.
+        found: usize,
+    },
+    /// A cell image could not be read.
+    #[error(transparent)]
+    Image(#[from] FrameError),
+    /// The base model cannot be used.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The base model's graph has no head this module can refit.
+    #[error("{path}: cannot adapt this model: {reason}")]
+    Graph {
+        /// The model file.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// tract failed on a calibration cell.
+    #[error("{path}: computing a cell's embedding failed")]
+    Embedding {
+        /// The cell image.
+        path: PathBuf,
+        /// tract's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The adapted model could not be written.
+    #[error("{path}: cannot write")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Labelled cells of one lab: per class of the model (in its order), the cell images and their paths.
+#[derive(Clone, Debug)]
+pub struct SiteCells {
+    /// `cells[class]`: (path, image).
+    pub cells: Vec<Vec<(PathBuf, Frame)>>,
+}
+
+impl SiteCells {
+    /// Reads `dir/<CLASS>/*` for the model's `classes`. Every subfolder must name a class (any case), every
+    /// class folder present must hold at least [`MIN_CELLS`] readable images; a class without a folder keeps
+    /// the base model's head.
+    pub fn read(dir: &Path, classes: &Classes) -> Result<Self, AdaptError> {
+        let names = || classes.names().join(", ");
+        let rd = std::fs::read_dir(dir).map_err(|source| AdaptError::Folder {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut folders: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        folders.sort();
+        if folders.is_empty() {
+            return Err(AdaptError::NoClasses {
+                path: dir.to_owned(),
+                classes: names(),
+            });
+        }
+        let mut seen: Vec<Option<PathBuf>> = vec![None; classes.len()];
+        let mut cells = vec![Vec::new(); classes.len()];
+        for folder in folders {
+            let name = folder
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some(class) = classes.index(&name) else {
+                return Err(AdaptError::UnknownClass {
+                    path: folder,
+                    name,
+                    classes: names(),
+                });
+            };
+            let class_name = classes.label(Some(class)).to_string();
+            if let Some(first) = seen[class].replace(folder.clone()) {
+                return Err(AdaptError::DuplicateClass {
+                    first,
+                    second: folder,
+                    class: class_name,
+                });
+            }
+            let files = inputs::list_images(&folder).map_err(|source| AdaptError::EmptyClass {
+                class: class_name.clone(),
+                source,
+            })?;
+            if files.len() < MIN_CELLS {
+                return Err(AdaptError::TooFew {
+                    path: folder,
+                    class: class_name,
+                    found: files.len(),
+                });
+            }
+            for f in files {
+                let frame = Frame::open(&f)?;
+                cells[class].push((f, frame));
+            }
+        }
+        Ok(SiteCells { cells })
+    }
+
+    /// Cells per class, by class name (classes without cells included, as 0).
+    pub fn counts(&self, classes: &Classes) -> BTreeMap<String, usize> {
+        classes
+            .iter()
+            .zip(&self.cells)
+            .map(|(c, v)| (c.to_string(), v.len()))
+            .collect()
+    }
+}
+
+/// The model input of one cell image, normalised (`3 × INPUT × INPUT`), by the same path `classify` takes.
+fn cell_chw(frame: &Frame) -> Vec<f32> {
+    preprocess::normalize(&preprocess::frame_input(frame).0)
+}
+
+/// The last linear layer of a graph: `logits = emb · W + b`.
+struct Head {
+    /// The tensor the head reads (the embedding).
+    embedding: String,
+    /// `W`, `dim × classes`, row-major.
+    weight: Vec<f32>,
+    /// `b`.
+    bias: Vec<f32>,
+    /// Embedding width.
+    dim: usize,
+    /// The outputs of the nodes that only compute the head, removed when it is replaced.
+    nodes: Vec<String>,
+}
+
+fn graph_err(path: &Path, reason: impl Into<String>) -> AdaptError {
+    AdaptError::Graph {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn initializer<'a>(g: &'a pb::GraphProto, name: &str) -> Option<&'a pb::TensorProto> {
+    g.initializer.iter().find(|t| t.name == name)
+}
+
+fn tensor_f32(path: &Path, t: &pb::TensorProto) -> Result<(Vec<usize>, Vec<f32>), AdaptError> {
+    let tensor =
+        tract_onnx::tensor::load_tensor(&tract_onnx::data_resolver::FopenDataResolver, t, None)
+            .map_err(|e| graph_err(path, format!("initializer {}: {e}", t.name)))?;
+    let shape = tensor.shape().to_vec();
+    let f = tensor
+        .cast_to::<f32>()
+        .map_err(|e| graph_err(path, format!("initializer {}: {e}", t.name)))?;
+    let values = f
+        .to_plain_array_view::<f32>()
+        .map_err(|e| graph_err(path, format!("initializer {}: {e}", t.name)))?
+        .iter()
+        .copied()
+        .collect();
+    Ok((shape, values))
+}
+
+/// A weight's shape, its values as f32 and the `DequantizeLinear` node (by index) that made it, if any.
+type Weight = (Vec<usize>, Vec<f32>, Option<usize>);
+
+/// A weight initializer, directly or behind a `DequantizeLinear` of initializers (the int8-weights form).
+fn weight(path: &Path, g: &pb::GraphProto, name: &str) -> Result<Weight, AdaptError> {
+    if let Some(t) = initializer(g, name) {
+        let (s, v) = tensor_f32(path, t)?;
+        return Ok((s, v, None));
+    }
+    let (ix, dq) = g
+        .node
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.output.iter().any(|o| o == name))
+        .ok_or_else(|| graph_err(path, format!("the head's weight {name} has no producer")))?;
+    if dq.op_type != "DequantizeLinear" || dq.input.len() < 2 {
+        return Err(graph_err(
+            path,
+            format!(
+                "the head's weight comes from {} (expected an initializer or DequantizeLinear)",
+                dq.op_type
+            ),
+        ));
+    }
+    let get = |i: usize| {
+        dq.input
+            .get(i)
+            .and_then(|n| initializer(g, n))
+            .ok_or_else(|| {
+                graph_err(
+                    path,
+                    "the head's DequantizeLinear does not read initializers",
+                )
+            })
+            .and_then(|t| tensor_f32(path, t))
+    };
+    let (shape, q) = get(0)?;
+    let (_, scale) = get(1)?;
+    let zero = if dq.input.len() > 2 {
+        get(2)?.1
+    } else {
+        vec![0.0; scale.len()]
+    };
+    let axis = dq
+        .attribute
+        .iter()
+        .find(|a| a.name == "axis")
+        .map_or(1, |a| a.i);
+    if shape.len() != 2 || !(axis == 1 || axis == -1 || scale.len() == 1) {
+        return Err(graph_err(
+            path,
+            "the head's DequantizeLinear is not per column of a 2-D weight",
+        ));
+    }
+    let cols = shape[1];
+    let values = q
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = if scale.len() == 1 { 0 } else { i % cols };
+            (v - zero[c]) * scale[c]
+        })
+        .collect();
+    Ok((shape, values, Some(ix)))
+}
+
+/// Finds the head that produces the graph's only output: `Gemm(emb, W, b)` (`transB` 0 or 1) or
+/// `Add(MatMul(emb, W), b)`.
+fn find_head(path: &Path, g: &pb::GraphProto, classes: usize) -> Result<Head, AdaptError> {
+    let [out] = g.output.as_slice() else {
+        return Err(graph_err(path, "expected one graph output"));
+    };
+    let producer = |name: &str| {
+        g.node
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.output.iter().any(|o| o == name))
+    };
+    let (last_ix, last) =
+        producer(&out.name).ok_or_else(|| graph_err(path, "the output has no producer"))?;
+    let (embedding, (wshape, mut w, dq), bias, mut nodes) = match last.op_type.as_str() {
+        "Gemm" if last.input.len() == 3 => {
+            let trans_b = last.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
+            let mut wt = weight(path, g, &last.input[1])?;
+            if trans_b && wt.0.len() == 2 {
+                let (r, c) = (wt.0[0], wt.0[1]);
+                let t: Vec<f32> = (0..c * r).map(|i| wt.1[(i % r) * c + i / r]).collect();
+                wt = (vec![c, r], t, wt.2);
+            }
+            let bias = initializer(g, &last.input[2]).ok_or_else(|| graph_err(path, "the Gemm's bias is not an initializer"))?;
+            (last.input[0].clone(), wt, tensor_f32(path, bias)?.1, vec![last_ix])
+        }
+        "Add" if last.input.len() == 2 => {
+            let (bias_name, mm_name) = if initializer(g, &last.input[1]).is_some() {
+                (&last.input[1], &last.input[0])
+            } else {
+                (&last.input[0], &last.input[1])
+            };
+            let bias = initializer(g, bias_name).ok_or_else(|| graph_err(path, "the last Add has no constant bias"))?;
+            let (mm_ix, mm) = producer(mm_name).ok_or_else(|| graph_err(path, "the last Add reads nothing"))?;
+            if mm.op_type != "MatMul" || mm.input.len() != 2 {
+                return Err(graph_err(path, format!("the head is {} + Add (expected MatMul + Add or Gemm)", mm.op_type)));
+            }
+            (mm.input[0].clone(), weight(path, g, &mm.input[1])?, tensor_f32(path, bias)?.1, vec![last_ix, mm_ix])
+        }
+        other => {
+            return Err(graph_err(
+                path,
+                format!("the output comes from {other} (expected a float or int8-weights head: Gemm, or MatMul + Add)"),
+            ))
+        }
+    };
+    if let Some(ix) = dq {
+        nodes.push(ix);
+    }
+    if wshape.len() != 2 || wshape[1] != classes || bias.len() != classes {
+        return Err(graph_err(
+            path,
+            format!("the head's weight is {wshape:?}, expected [dim, {classes}]"),
+        ));
+    }
+    w.truncate(wshape[0] * classes);
+    Ok(Head {
+        embedding,
+        dim: wshape[0],
+        weight: w,
+        bias,
+        nodes: nodes
+            .iter()
+            .filter_map(|&i| g.node[i].output.first().cloned())
+            .collect(),
+    })
+}
+
+fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: op.to_string(),
+        name: output.to_string(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.to_string()],
+        ..Default::default()
+    }
+}
+
+fn float_output(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension, Dimension};
+    pb::ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Float as i32,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(dimension::Value::DimValue(d as i64)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Puts `x' = x · scale + shift` (per channel) in front of every node that reads the graph input.
+fn prepend_colour(g: &mut pb::GraphProto, scale: [f32; 3], shift: [f32; 3]) {
+    let input = g.input[0].name.clone();
+    let (scaled, adjusted) = ("site/colour/scaled", "site/colour/input");
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if *i == input {
+                *i = adjusted.to_string();
+            }
+        }
+    }
+    g.initializer
+        .push(float_tensor("site/colour/scale", &[1, 3, 1, 1], &scale));
+    g.initializer
+        .push(float_tensor("site/colour/shift", &[1, 3, 1, 1], &shift));
+    let front = [
+        node("Mul", &[&input, "site/colour/scale"], scaled),
+        node("Add", &[scaled, "site/colour/shift"], adjusted),
+    ];
+    g.node.splice(0..0, front);
+}
+
+/// The graph with the head's nodes removed and `output` as its only output.
+fn without_head(g: &pb::GraphProto, head: &Head) -> pb::GraphProto {
+    let mut g = g.clone();
+    g.node
+        .retain(|n| !n.output.iter().any(|o| head.nodes.contains(o)));
+    g
+}
+
+fn encode(model: &pb::ModelProto, graph: pb::GraphProto) -> Vec<u8> {
+    let mut m = model.clone();
+    m.graph = Some(graph);
+    m.encode_to_vec()
+}
+
+/// Per-channel mean and spread of normalised model inputs.
+fn channel_stats(inputs: &[Vec<f32>]) -> ([f32; 3], [f32; 3]) {
+    let plane = preprocess::INPUT as usize * preprocess::INPUT as usize;
+    let mut mean = [0f32; 3];
+    let mut std = [0f32; 3];
+    for c in 0..3 {
+        let (mut s, mut ss, mut n) = (0f64, 0f64, 0f64);
+        for x in inputs {
+            for &v in &x[c * plane..(c + 1) * plane] {
+                s += v as f64;
+                ss += (v as f64) * (v as f64);
+                n += 1.0;
+            }
+        }
+        let m = s / n;
+        mean[c] = m as f32;
+        std[c] = ((ss / n - m * m).max(1e-12)).sqrt() as f32;
+    }
+    (mean, std)
+}
+
+/// A fitted head: `W` (`dim × classes`) and `b`.
+#[derive(Clone, Debug)]
+struct Fit {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// Class-balanced multinomial logistic regression on `x` (rows of `dim`) with labels `y`, starting from and
+/// pulled toward `prior` with strength `lambda` (L2 on the difference), by gradient descent with the step
+/// from the loss's curvature bound (convex: it converges).
+fn fit_head(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, lambda: f32) -> Fit {
+    let dim = x[0].len();
+    let mut per_class = vec![0usize; classes];
+    y.iter().for_each(|&c| per_class[c] += 1);
+    let present = per_class.iter().filter(|&&n| n > 0).count() as f32;
+    let weight_of = |c: usize| 1.0 / (present * per_class[c] as f32);
+    let max_norm = x
+        .iter()
+        .map(|r| r.iter().map(|v| v * v).sum::<f32>() + 1.0)
+        .fold(0f32, f32::max);
+    let step = 1.0 / (0.5 * max_norm + lambda);
+    let mut fit = prior.clone();
+    let mut logits = vec![0f32; classes];
+    for _ in 0..400 {
+        let mut gw: Vec<f32> = fit
+            .weight
+            .iter()
+            .zip(&prior.weight)
+            .map(|(w, p)| lambda * (w - p))
+            .collect();
+        let mut gb: Vec<f32> = fit
+            .bias
+            .iter()
+            .zip(&prior.bias)
+            .map(|(b, p)| lambda * (b - p))
+            .collect();
+        for (row, &label) in x.iter().zip(y) {
+            for (k, l) in logits.iter_mut().enumerate() {
+                *l = fit.bias[k]
+                    + row
+                        .iter()
+                        .enumerate()
+                        .map(|(d, v)| v * fit.weight[d * classes + k])
+                        .sum::<f32>();
+            }
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+            let w = weight_of(label);
+            for k in 0..classes {
+                let p = (logits[k] - max).exp() / sum;
+                let g = w * (p - if k == label { 1.0 } else { 0.0 });
+                gb[k] += g;
+                for d in 0..dim {
+                    gw[d * classes + k] += g * row[d];
+                }
+            }
+        }
+        fit.weight
+            .iter_mut()
+            .zip(&gw)
+            .for_each(|(w, g)| *w -= step * g);
+        fit.bias
+            .iter_mut()
+            .zip(&gb)
+            .for_each(|(b, g)| *b -= step * g);
+    }
+    fit
+}
+
+fn predict(fit: &Fit, row: &[f32], classes: usize) -> usize {
+    (0..classes)
+        .map(|k| {
+            fit.bias[k]
+                + row
+                    .iter()
+                    .enumerate()
+                    .map(|(d, v)| v * fit.weight[d * classes + k])
+                    .sum::<f32>()
+        })
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0, |(k, _)| k)
+}
+
+/// The prior strength among [`PRIOR_CANDIDATES`] with the best class-balanced accuracy over `folds`
+/// stratified folds of the calibration cells (the smallest on ties).
+fn choose_lambda(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, scale: f32) -> f32 {
+    const FOLDS: usize = 3;
+    // Stratified fold of each cell: its rank within its class, modulo the number of folds.
+    let mut rank = vec![0usize; classes];
+    let fold: Vec<usize> = y
+        .iter()
+        .map(|&c| {
+            rank[c] += 1;
+            rank[c] % FOLDS
+        })
+        .collect();
+    let mut best = (f32::NEG_INFINITY, PRIOR_CANDIDATES[0] * scale);
+    for &c in &PRIOR_CANDIDATES {
+        let lambda = c * scale;
+        let mut hit = vec![0f32; classes];
+        let mut seen = vec![0f32; classes];
+        for f in 0..FOLDS {
+            let (train, test): (Vec<usize>, Vec<usize>) = (0..y.len()).partition(|&i| fold[i] != f);
+            if test.is_empty() || train.is_empty() {
+                continue;
+            }
+            let tx: Vec<Vec<f32>> = train.iter().map(|&i| x[i].clone()).collect();
+            let ty: Vec<usize> = train.iter().map(|&i| y[i]).collect();
+            let m = fit_head(&tx, &ty, classes, prior, lambda);
+            for &i in &test {
+                seen[y[i]] += 1.0;
+                hit[y[i]] += f32::from(u8::from(predict(&m, &x[i], classes) == y[i]));
+            }
+        }
+        let present: Vec<f32> = hit
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| **s > 0.0)
+            .map(|(h, s)| h / s)
+            .collect();
+        let score = present.iter().sum::<f32>() / present.len().max(1) as f32;
+        if score > best.0 + 1e-6 {
+            best = (score, lambda);
+        }
+    }
+    best.1
+}
+
+/// Adapts `base` to the lab of `cells` with `method`; `date` goes on the card (RFC 3339). Returns the new
+/// model (verified: it loads as a [`Classifier`]).
+pub fn adapt(
+    base: &ModelBytes,
+    cells: &SiteCells,
+    method: Method,
+    date: &str,
+) -> Result<ModelBytes, AdaptError> {
+    let path = &base.path;
+    let classes = base.card.classes.len();
+    let model = pb::ModelProto::decode(base.onnx.as_slice())
+        .map_err(|e| graph_err(path, format!("not an ONNX protobuf: {e}")))?;
+    let mut graph = model
+        .graph
+        .clone()
+        .ok_or_else(|| graph_err(path, "no graph"))?;
+    if graph.input.len() != 1 {
+        return Err(graph_err(path, "expected one graph input"));
+    }
+    let head = find_head(path, &graph, classes)?;
+    let samples: Vec<(&PathBuf, Vec<f32>, usize)> = cells
+        .cells
+        .iter()
+        .enumerate()
+        .flat_map(|(c, v)| v.iter().map(move |(p, f)| (p, cell_chw(f), c)))
+        .collect();
+    if samples.is_empty() {
+        return Err(graph_err(path, "no calibration cells"));
+    }
+
+    let colour = match method {
+        Method::Head => None,
+        Method::ColourHead => {
+            let inputs: Vec<Vec<f32>> = samples.iter().map(|s| s.1.clone()).collect();
+            let (mean, std) = channel_stats(&inputs);
+            let scale = std.map(|s| 1.0 / s);
+            let shift = [0, 1, 2].map(|c| -mean[c] / std[c]);
+            prepend_colour(&mut graph, scale, shift);
+            Some(crate::model::SiteColour { mean, std })
+        }
+    };
+
+    // Embeddings: the graph without its head, the head's input as the output.
+    let mut trunk = without_head(&graph, &head);
+    trunk.output = vec![float_output(&head.embedding, &[1, head.dim])];
+    let trunk_plan = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(encode(&model, trunk)))
+        .and_then(|m| m.with_input_fact(0, f32::fact(preprocess::INPUT_SHAPE).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| {
+            graph_err(
+                path,
+                format!("the graph without its head does not load: {e:#}"),
+            )
+        })?;
+    let mut x = Vec::with_capacity(samples.len());
+    let mut y = Vec::with_capacity(samples.len());
+    for (p, chw, c) in &samples {
+        let err = |e: TractError| AdaptError::Embedding {
+            path: (*p).clone(),
+            source: e.into(),
+        };
+        let input = Tensor::from_shape(&preprocess::INPUT_SHAPE, chw).map_err(err)?;
+        let out = trunk_plan.run(tvec!(input.into_tvalue())).map_err(err)?;
+        let emb: Vec<f32> = out[0]
+            .to_plain_array_view::<f32>()
+            .map_err(err)?
+            .iter()
+            .copied()
+            .collect();
+        if emb.len() != head.dim || emb.iter().any(|v| !v.is_finite()) {
+            return Err(graph_err(
+                path,
+                format!(
+                    "{}: the embedding is not {} finite values",
+                    p.display(),
+                    head.dim
+                ),
+            ));
+        }
+        x.push(emb);
+        y.push(*c);
+    }
+
+    let prior = Fit {
+        weight: head.weight.clone(),
+        bias: head.bias.clone(),
+    };
+    let scale = x
+        .iter()
+        .map(|r| r.iter().map(|v| v * v).sum::<f32>())
+        .sum::<f32>()
+        / x.len() as f32;
+    let lambda = choose_lambda(&x, &y, classes, &prior, scale);
+    let fit = fit_head(&x, &y, classes, &prior, lambda);
+
+    // The adapted graph: the old head out, a float MatMul + Add in.
+    let mut g = without_head(&graph, &head);
+    let output = graph.output[0].name.clone();
+    let (w_name, b_name, mm) = ("site/head/weight", "site/head/bias", "site/head/matmul");
+    g.initializer
+        .push(float_tensor(w_name, &[head.dim, classes], &fit.weight));
+    g.initializer
+        .push(float_tensor(b_name, &[classes], &fit.bias));
+    g.node.push(node("MatMul", &[&head.embedding, w_name], mm));
+    g.node.push(node("Add", &[mm, b_name], &output));
+    let used: std::collections::HashSet<&String> =
+        g.node.iter().flat_map(|n| n.input.iter()).collect();
+    let keep: Vec<pb::TensorProto> = g
+        .initializer
+        .iter()
+        .filter(|t| used.contains(&t.name))
+        .cloned()
+        .collect();
+    g.initializer = keep;
+    let onnx = encode(&model, g);
+
+    let mut card = base.card.clone();
+    card.name = format!("{}-site", base.card.name);
+    card.sha256 = sha256_hex(&onnx);
+    card.metrics = serde_json::Value::Null;
+    card.latency = serde_json::Value::Null;
+    card.adaptation = Some(Adaptation {
+        method,
+        base: base.card.id(),
+        cells: cells.counts(&base.card.classes),
+        prior: lambda / scale,
+        colour,
+        date: date.to_string(),
+    });
+    let adapted = ModelBytes {
+        onnx,
+        card,
+        path: path.with_file_name(format!("{}-site.onnx", base.card.name)),
+    };
+    Classifier::from_verified(adapted.clone())?;
+    Ok(adapted)
+}
+
+/// Writes `out` (`.onnx`) and its card beside it; the card last, so a model file without a card is the only
+/// partial state a crash can leave (and [`crate::model::ModelSource::load`] refuses it by name).
+pub fn write(model: &ModelBytes, out: &Path) -> Result<(), AdaptError> {
+    let card = crate::model::card_path(out);
+    let text = serde_json::to_string_pretty(&model.card).expect("a card serialises");
+    for (path, bytes) in [
+        (out.to_path_buf(), model.onnx.clone()),
+        (card, text.into_bytes()),
+    ] {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|source| AdaptError::Write { path, source })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelSource;
+
+    fn cells_dir(name: &str, classes: &[(&str, usize)]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("leukoscope-adapt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (i, (class, n)) in classes.iter().enumerate() {
+            let sub = dir.join(class);
+            std::fs::create_dir_all(&sub).unwrap();
+            for k in 0..*n {
+                let shade = (40 * i + 7 * k) as u8;
+                let f = Frame::filled(120, 120, [200 - shade, 120 + shade / 2, 190]).unwrap();
+                std::fs::write(sub.join(format!("{k}.png")), f.to_png().unwrap()).unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn bad_cell_folders_are_one_clear_error_each() {
+        let base = ModelSource::Embedded.load().unwrap();
+        let classes = &base.card.classes;
+        let unknown = cells_dir("unknown", &[("neutrophil", 3), ("BLAST", 3)]);
+        let e = SiteCells::read(&unknown, classes).unwrap_err().to_string();
+        assert!(e.contains("BLAST") && e.contains("not a class"), "{e}");
+        let few = cells_dir("few", &[("Neutrophil", 2)]);
+        let e = SiteCells::read(&few, classes).unwrap_err().to_string();
+        assert!(
+            e.contains("2 cell(s) of NEUTROPHIL") && e.contains("at least 3"),
+            "{e}"
+        );
+        let empty = cells_dir("empty", &[("LYMPHOCYTE", 0)]);
+        let e = format!(
+            "{:#}",
+            anyhow::Error::from(SiteCells::read(&empty, classes).unwrap_err())
+        );
+        assert!(
+            e.contains("LYMPHOCYTE has no cells") && e.contains("no images"),
+            "{e}"
+        );
+        let none = cells_dir("none", &[]);
+        std::fs::create_dir_all(&none).unwrap();
+        let e = SiteCells::read(&none, classes).unwrap_err().to_string();
+        assert!(e.contains("no class folders"), "{e}");
+        let bad = cells_dir("bad", &[("MONOCYTE", 3)]);
+        std::fs::write(bad.join("MONOCYTE/0.png"), b"not a png").unwrap();
+        let e = SiteCells::read(&bad, classes).unwrap_err().to_string();
+        assert!(
+            e.contains("0.png") && e.contains("not a decodable image"),
+            "{e}"
+        );
+        for d in [unknown, few, empty, none, bad] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    #[test]
+    fn the_adapted_model_learns_the_site_cells_and_names_its_base() {
+        let base = ModelSource::Embedded.load().unwrap();
+        let dir = cells_dir(
+            "fit",
+            &[
+                ("EOSINOPHIL", 3),
+                ("lymphocyte", 3),
+                ("Monocyte", 3),
+                ("NEUTROPHIL", 3),
+            ],
+        );
+        let cells = SiteCells::read(&dir, &base.card.classes).unwrap();
+        for method in [Method::Head, Method::ColourHead] {
+            let m = adapt(&base, &cells, method, "2026-12-02T00:00:00Z").unwrap();
+            let a = m.card.adaptation.clone().unwrap();
+            assert_eq!(a.method, method);
+            assert_eq!(a.base, base.card.id());
+            assert_eq!(a.cells["MONOCYTE"], 3);
+            assert_eq!(m.card.sha256, sha256_hex(&m.onnx));
+            let c = Classifier::from_verified(m).unwrap();
+            // Flat synthetic cells of four distinct colours: the refitted head separates them.
+            let right = cells
+                .cells
+                .iter()
+                .enumerate()
+                .flat_map(|(k, v)| v.iter().map(move |(_, f)| (k, f)))
+                .filter(|(k, f)| c.classify_frame(f).unwrap().predicted == *k)
+                .count();
+            assert!(
+                right >= 10,
+                "{method}: {right}/12 calibration cells typed as labelled"
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

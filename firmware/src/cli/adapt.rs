@@ -1,0 +1,71 @@
+//! `leukoscope adapt --cells DIR --out FILE.onnx`: a model calibrated to this lab's microscope from cells a
+//! technologist typed (one subfolder per class), written with its card for `--model`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use leukoscope::adapt::{self, Method, SiteCells};
+use time::format_description::well_known::Rfc3339;
+
+use super::ModelArg;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MethodArg {
+    /// A new head on the model's embeddings (logistic regression pulled toward the base head).
+    Head,
+    /// The lab's colour statistics re-estimated first, then a new head.
+    ColourHead,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The base model (default: the embedded one).
+    #[command(flatten)]
+    model: ModelArg,
+    /// Folder with one subfolder of cell images per class (named as the model's classes, any case; at least
+    /// 3 cells each).
+    #[arg(long)]
+    cells: PathBuf,
+    /// Where to write the adapted model (`.onnx`; its card goes beside it as `.json`).
+    #[arg(long)]
+    out: PathBuf,
+    /// How to adapt (see models/README.md for what each measured on a second lab).
+    #[arg(long, value_enum, default_value_t = MethodArg::Head)]
+    method: MethodArg,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if !args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        anyhow::bail!("{}: --out must name an .onnx file", args.out.display());
+    }
+    let base = args.model.source().load()?;
+    let cells = SiteCells::read(&args.cells, &base.card.classes)?;
+    let method = match args.method {
+        MethodArg::Head => Method::Head,
+        MethodArg::ColourHead => Method::ColourHead,
+    };
+    let date = time::OffsetDateTime::now_utc().format(&Rfc3339)?;
+    let mut model = adapt::adapt(&base, &cells, method, &date)?;
+    if let Some(stem) = args.out.file_stem() {
+        // The card names the file it describes.
+        model.card.name = stem.to_string_lossy().into_owned();
+    }
+    adapt::write(&model, &args.out)?;
+    let counts: Vec<String> = cells
+        .counts(&base.card.classes)
+        .iter()
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!(
+        "{}: {} adapted by {method} from {} cells ({})",
+        args.out.display(),
+        base.card.id(),
+        cells.cells.iter().map(Vec::len).sum::<usize>(),
+        counts.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

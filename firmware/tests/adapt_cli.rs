@@ -1,0 +1,129 @@
+//! `leukoscope adapt` as a technologist's export feeds it: the bundled cells (one folder per class) give a
+//! model and card that `classify --model` takes; bad folders are one clear error each and write nothing.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_leukoscope"))
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/cells")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "leukoscope-adapt-cli-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A copy of the bundled cells with each class folder's name in lower case (names match in any case).
+fn cells(dir: &Path) -> PathBuf {
+    let cells = dir.join("cells");
+    for class in std::fs::read_dir(samples()).unwrap() {
+        let class = class.unwrap().path();
+        let name = class.file_name().unwrap().to_string_lossy().to_lowercase();
+        std::fs::create_dir_all(cells.join(&name)).unwrap();
+        for f in std::fs::read_dir(&class).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, cells.join(&name).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    cells
+}
+
+#[test]
+fn an_adapted_model_is_written_with_its_card_and_classifies() {
+    let dir = scratch("ok");
+    let out = dir.join("site.onnx");
+    let run = bin()
+        .args(["adapt", "--cells"])
+        .arg(cells(&dir))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("site.json")).unwrap()).unwrap();
+    let a = &card["adaptation"];
+    assert_eq!(a["method"], "head");
+    assert_eq!(a["base"]["name"], "edge16-int8-weights");
+    assert_eq!(a["cells"]["NEUTROPHIL"], 3);
+    assert!(a["date"].as_str().unwrap().starts_with("20"), "{a}");
+    let classify = bin()
+        .args(["classify", "--json", "--model"])
+        .arg(&out)
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert!(
+        classify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&classify.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(classify.stdout).unwrap().lines().count(),
+        12
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_cell_folders_are_one_error_each_and_write_nothing() {
+    let dir = scratch("bad");
+    let c = cells(&dir);
+    std::fs::create_dir_all(c.join("Blast")).unwrap();
+    std::fs::copy(
+        samples()
+            .join("MONOCYTE")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+        c.join("Blast/a.jpeg"),
+    )
+    .unwrap();
+    let out = dir.join("site.onnx");
+    let run = bin()
+        .args(["adapt", "--cells"])
+        .arg(&c)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("Blast") && err.contains("not a class of the model"),
+        "{err}"
+    );
+    assert!(!out.exists() && !dir.join("site.json").exists());
+    std::fs::remove_dir_all(c.join("Blast")).unwrap();
+    for f in std::fs::read_dir(c.join("eosinophil")).unwrap().skip(1) {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let run = bin()
+        .args(["adapt", "--cells"])
+        .arg(&c)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("1 cell(s) of EOSINOPHIL; at least 3"), "{err}");
+    assert_eq!(err.matches("error").count(), 1, "one error: {err}");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -238,6 +238,25 @@ impl From<AutofocusError> for HwFault {
     }
 }
 
+/// Most fields one session visits (a whole smear at high power is a few thousand): a larger grid is a typo,
+/// refused at once rather than allocated.
+pub const MAX_FIELDS: u64 = 100_000;
+
+/// Checks a grid: at least 1×1, at most [`MAX_FIELDS`] fields.
+pub fn check_grid(grid: (u32, u32)) -> Result<(), String> {
+    let fields = u64::from(grid.0) * u64::from(grid.1);
+    if fields == 0 {
+        Err(format!("grid {}x{}: must be at least 1x1", grid.0, grid.1))
+    } else if fields > MAX_FIELDS {
+        Err(format!(
+            "grid {}x{}: {fields} fields, more than the {MAX_FIELDS} one session may visit",
+            grid.0, grid.1
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// The fields of a serpentine scan: `(index, (col, row))`.
 pub fn serpentine(grid: (u32, u32)) -> Vec<(u32, (u32, u32))> {
     let mut v = Vec::with_capacity((grid.0 * grid.1) as usize);
@@ -303,6 +322,7 @@ where
     T: StatusLed,
     A: Analyzer,
 {
+    check_grid(cfg.grid).map_err(SessionError::Config)?;
     let header = &journal.state().header;
     let wanted = crate::journal::Header {
         analysis: analyzer.analysis(),

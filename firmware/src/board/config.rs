@@ -238,9 +238,7 @@ impl BoardConfig {
         if let Some(s) = &self.stage {
             axes.push(("stage.x", &s.x));
             axes.push(("stage.y", &s.y));
-            if s.grid.0 == 0 || s.grid.1 == 0 {
-                return Err("stage.grid must be at least (1, 1)".into());
-            }
+            crate::session::check_grid(s.grid).map_err(|e| format!("stage.{e}"))?;
         }
         for (name, a) in axes {
             claim(a.step, format!("{name}.step"))?;

@@ -62,9 +62,7 @@ fn parse_grid(s: &str) -> Result<(u32, u32), String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad row count {r:?}"))?;
-    if c == 0 || r == 0 {
-        return Err("grid must be at least 1x1".into());
-    }
+    leukoscope::session::check_grid((c, r))?;
     Ok((c, r))
 }
 

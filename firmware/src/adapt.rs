@@ -34,9 +34,12 @@ use crate::preprocess;
 /// Fewest cells a class folder may hold.
 pub const MIN_CELLS: usize = 3;
 
-/// The head's pull toward the base head, as multiples of the mean squared embedding norm; the one used is
+/// The head's pull toward the base head, as multiples of the mean squared norm of the standardised embedding; the one used is
 /// chosen by cross-validation on the calibration cells.
-pub const PRIOR_CANDIDATES: [f32; 4] = [0.001, 0.01, 0.1, 1.0];
+pub const PRIOR_CANDIDATES: [f32; 5] = [0.0001, 0.001, 0.01, 0.1, 1.0];
+
+/// Gradient steps of a head fit.
+const ITERATIONS: usize = 600;
 
 /// How a model is adapted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -530,7 +533,7 @@ fn fit_head(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, lambda: f3
     let step = 1.0 / (0.5 * max_norm + lambda);
     let mut fit = prior.clone();
     let mut logits = vec![0f32; classes];
-    for _ in 0..400 {
+    for _ in 0..ITERATIONS {
         let mut gw: Vec<f32> = fit
             .weight
             .iter()
@@ -721,17 +724,60 @@ pub fn adapt(
         y.push(*c);
     }
 
+    // Each embedding dimension standardised on the calibration cells (the fit is then well conditioned);
+    // the base head is carried into those coordinates exactly, and the fit folded back after.
+    let dim = head.dim;
+    let n = x.len() as f32;
+    let mu: Vec<f32> = (0..dim)
+        .map(|d| x.iter().map(|r| r[d]).sum::<f32>() / n)
+        .collect();
+    let sd: Vec<f32> = (0..dim)
+        .map(|d| {
+            let v = x.iter().map(|r| (r[d] - mu[d]).powi(2)).sum::<f32>() / n;
+            if v > 1e-12 {
+                v.sqrt()
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let z: Vec<Vec<f32>> = x
+        .iter()
+        .map(|r| (0..dim).map(|d| (r[d] - mu[d]) / sd[d]).collect())
+        .collect();
     let prior = Fit {
-        weight: head.weight.clone(),
-        bias: head.bias.clone(),
+        weight: (0..dim * classes)
+            .map(|i| head.weight[i] * sd[i / classes])
+            .collect(),
+        bias: (0..classes)
+            .map(|k| {
+                head.bias[k]
+                    + (0..dim)
+                        .map(|d| mu[d] * head.weight[d * classes + k])
+                        .sum::<f32>()
+            })
+            .collect(),
     };
-    let scale = x
+    let scale = z
         .iter()
         .map(|r| r.iter().map(|v| v * v).sum::<f32>())
         .sum::<f32>()
-        / x.len() as f32;
-    let lambda = choose_lambda(&x, &y, classes, &prior, scale);
-    let fit = fit_head(&x, &y, classes, &prior, lambda);
+        / n;
+    let lambda = choose_lambda(&z, &y, classes, &prior, scale);
+    let fitted = fit_head(&z, &y, classes, &prior, lambda);
+    let fit = Fit {
+        weight: (0..dim * classes)
+            .map(|i| fitted.weight[i] / sd[i / classes])
+            .collect(),
+        bias: (0..classes)
+            .map(|k| {
+                fitted.bias[k]
+                    - (0..dim)
+                        .map(|d| mu[d] * fitted.weight[d * classes + k] / sd[d])
+                        .sum::<f32>()
+            })
+            .collect(),
+    };
 
     // The adapted graph: the old head out, a float MatMul + Add in.
     let mut g = without_head(&graph, &head);

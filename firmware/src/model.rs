@@ -123,7 +123,7 @@ pub struct Adaptation {
     /// Calibration cells per class (0: the class kept the base model's head).
     pub cells: std::collections::BTreeMap<String, usize>,
     /// The head's pull toward the base head that cross-validation chose (a multiple of the mean squared
-    /// embedding norm).
+    /// standardised embedding norm).
     pub prior: f32,
     /// The site's colour statistics, for [`crate::adapt::Method::ColourHead`].
     #[serde(default, skip_serializing_if = "Option::is_none")]

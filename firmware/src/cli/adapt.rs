@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// How to adapt (see models/README.md for what each measured on a second lab).
-    #[arg(long, value_enum, default_value_t = MethodArg::Head)]
+    #[arg(long, value_enum, default_value_t = MethodArg::ColourHead)]
     method: MethodArg,
 }
 

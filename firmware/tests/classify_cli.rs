@@ -200,7 +200,7 @@ fn truncated_jpegs_are_named_never_typed() {
         .collect();
     cells.sort();
     let src = &cells[0];
-    let bytes = std::fs::read(&src).unwrap();
+    let bytes = std::fs::read(src).unwrap();
     let dir = std::env::temp_dir().join(format!("leukoscope-cut-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -9,6 +9,9 @@ use time::format_description::well_known::Rfc3339;
 
 use super::ModelArg;
 
+/// Below this many cells of a class, `adapt` warns (the second lab gained little from 5 per class).
+const ADVISED_CELLS: usize = 10;
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum MethodArg {
     /// A new head on the model's embeddings (logistic regression pulled toward the base head).
@@ -44,6 +47,20 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let base = args.model.source().load()?;
     let cells = SiteCells::read(&args.cells, &base.card.classes)?;
+    let few: Vec<String> = cells
+        .counts(&base.card.classes)
+        .into_iter()
+        .filter(|(_, n)| *n > 0 && *n < ADVISED_CELLS)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    if !few.is_empty() {
+        eprintln!(
+            "warning: fewer than {ADVISED_CELLS} cells in {}: with so few the calibrated model can type \
+             worse than the base one (measured in models/README.md, \"Site calibration\"); check it on cells \
+             it was not calibrated on",
+            few.join(", ")
+        );
+    }
     let method = match args.method {
         MethodArg::Head => Method::Head,
         MethodArg::ColourHead => Method::ColourHead,

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
+use crate::cell;
 use crate::classes::Classes;
 use crate::classify::Classifier;
 use crate::frame::{Frame, FrameError};
@@ -517,6 +518,21 @@ struct Fit {
     bias: Vec<f32>,
 }
 
+impl Fit {
+    /// `row · W + b` into `out` (one value per class).
+    fn logits(&self, row: &[f32], out: &mut [f32]) {
+        let classes = out.len();
+        for (k, l) in out.iter_mut().enumerate() {
+            *l = self.bias[k]
+                + row
+                    .iter()
+                    .enumerate()
+                    .map(|(d, v)| v * self.weight[d * classes + k])
+                    .sum::<f32>();
+        }
+    }
+}
+
 /// Class-balanced multinomial logistic regression on `x` (rows of `dim`) with labels `y`, starting from and
 /// pulled toward `prior` with strength `lambda` (L2 on the difference), by gradient descent with the step
 /// from the loss's curvature bound (convex: it converges).
@@ -547,14 +563,7 @@ fn fit_head(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, lambda: f3
             .map(|(b, p)| lambda * (b - p))
             .collect();
         for (row, &label) in x.iter().zip(y) {
-            for (k, l) in logits.iter_mut().enumerate() {
-                *l = fit.bias[k]
-                    + row
-                        .iter()
-                        .enumerate()
-                        .map(|(d, v)| v * fit.weight[d * classes + k])
-                        .sum::<f32>();
-            }
+            fit.logits(row, &mut logits);
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
             let w = weight_of(label);
@@ -580,18 +589,9 @@ fn fit_head(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, lambda: f3
 }
 
 fn predict(fit: &Fit, row: &[f32], classes: usize) -> usize {
-    (0..classes)
-        .map(|k| {
-            fit.bias[k]
-                + row
-                    .iter()
-                    .enumerate()
-                    .map(|(d, v)| v * fit.weight[d * classes + k])
-                    .sum::<f32>()
-        })
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(0, |(k, _)| k)
+    let mut logits = vec![0f32; classes];
+    fit.logits(row, &mut logits);
+    cell::argmax(&logits).map_or(0, |(k, _)| k)
 }
 
 /// The prior strength among [`PRIOR_CANDIDATES`] with the best class-balanced accuracy over `folds`

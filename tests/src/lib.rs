@@ -387,17 +387,8 @@ fn on_rpi(selected: &[&Case]) -> ExitCode {
     )
 }
 
-/// An error and its causes, as anyhow's `{:#}` prints them (`a: b: c`).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
+/// An error and its causes, as anyhow's `{:#}` prints them (`a: b: c`): the firmware's own.
+pub use leukoscope::hw::chain;
 
 /// Fails a case with a message unless the condition holds.
 #[macro_export]

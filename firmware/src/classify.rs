@@ -11,6 +11,7 @@ use tract_onnx::prelude::*;
 
 pub use crate::cell::Prediction;
 use crate::classes::Classes;
+use crate::contain::contain;
 use crate::frame::Frame;
 use crate::model::{ModelBytes, ModelCard, ModelError, ModelSource};
 use crate::preprocess;
@@ -53,53 +54,73 @@ impl Classifier {
     }
 
     /// Builds the plan from bytes that already passed [`crate::model::verify`].
+    ///
+    /// A model a user brings is contained: a graph tract panics on, one whose tensors would need more than
+    /// [`MAX_TENSOR_BYTES`], or one that gives non-finite or wrongly sized logits for a plain grey cell is
+    /// one [`ModelError`] naming the file; nothing else changes (the embedded default stays usable).
     pub fn from_verified(model: ModelBytes) -> Result<Self, ModelError> {
         let path = model.path.clone();
         let onnx_err = |e: TractError| ModelError::Onnx {
             path: path.clone(),
             source: e.into(),
         };
-        let inference = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(&model.onnx))
-            .map_err(onnx_err)?;
-        check_declared_input(&inference).map_err(|reason| ModelError::Incompatible {
+        let incompatible = |reason: String| ModelError::Incompatible {
             path: path.clone(),
             reason,
-        })?;
-        let typed = inference
-            .with_input_fact(0, f32::fact(preprocess::INPUT_SHAPE).into())
-            .map_err(onnx_err)?
-            .into_optimized()
+        };
+        let panicked = |what: &str, message: String| {
+            incompatible(format!(
+                "tract failed on this graph while {what}: {message}"
+            ))
+        };
+        let inference =
+            contain(|| tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(&model.onnx)))
+                .map_err(|m| panicked("reading it", m))?
+                .map_err(onnx_err)?;
+        check_declared_input(&inference).map_err(incompatible)?;
+        let typed = contain(|| {
+            inference
+                .with_input_fact(0, f32::fact(preprocess::INPUT_SHAPE).into())
+                .and_then(|m| m.into_typed())
+        })
+        .map_err(|m| panicked("typing it", m))?
+        .map_err(onnx_err)?;
+        check_tensor_sizes(&typed).map_err(incompatible)?;
+        let typed = contain(|| typed.into_optimized())
+            .map_err(|m| panicked("optimising it", m))?
             .map_err(onnx_err)?;
+        check_tensor_sizes(&typed).map_err(incompatible)?;
         if typed.inputs.len() != 1 || typed.outputs.len() != 1 {
-            return Err(ModelError::Incompatible {
-                path,
-                reason: format!(
-                    "expected 1 input and 1 output, found {} and {}",
-                    typed.inputs.len(),
-                    typed.outputs.len()
-                ),
-            });
+            return Err(incompatible(format!(
+                "expected 1 input and 1 output, found {} and {}",
+                typed.inputs.len(),
+                typed.outputs.len()
+            )));
         }
         let out = typed.output_fact(0).map_err(onnx_err)?.clone();
         let classes = model.card.classes.len();
         let want: TVec<TDim> = tvec![1.into(), (classes as i64).into()];
         if out.shape.to_tvec() != want || out.datum_type != f32::datum_type() {
-            return Err(ModelError::Incompatible {
-                path,
-                reason: format!(
-                    "output is {:?} {:?}, expected f32 [1, {classes}] logits (the card lists {classes} \
-                     classes: {})",
-                    out.datum_type, out.shape, model.card.classes
-                ),
-            });
+            return Err(incompatible(format!(
+                "output is {:?} {:?}, expected f32 [1, {classes}] logits (the card lists {classes} \
+                 classes: {})",
+                out.datum_type, out.shape, model.card.classes
+            )));
         }
-        let plan = typed.into_runnable().map_err(onnx_err)?;
-        Ok(Classifier {
+        let plan = contain(|| typed.into_runnable())
+            .map_err(|m| panicked("planning it", m))?
+            .map_err(onnx_err)?;
+        let classifier = Classifier {
             plan,
             card: model.card,
-            path,
-        })
+            path: path.clone(),
+        };
+        // One plain grey cell (the normalised mean: all zeros) through the plan before anything counts.
+        let grey = vec![0.0; preprocess::INPUT_SHAPE.iter().product()];
+        classifier
+            .logits(&grey)
+            .map_err(|e| incompatible(format!("{:#}", anyhow::Error::from(e))))?;
+        Ok(classifier)
     }
 
     /// The model card.
@@ -117,16 +138,36 @@ impl Classifier {
         &self.path
     }
 
-    /// Logits for one normalised CHW input (`3 × INPUT × INPUT` values), one per class.
+    /// Logits for one normalised CHW input (`3 × INPUT × INPUT` values), one per class. A panic inside
+    /// tract, or an output that is not one finite value per class, is an [`InferenceError`].
     pub fn logits(&self, chw: &[f32]) -> Result<Vec<f32>, InferenceError> {
-        let err = |e: TractError| InferenceError {
+        let err = |source: Box<dyn std::error::Error + Send + Sync>| InferenceError {
             path: self.path.clone(),
-            source: e.into(),
+            source,
         };
-        let input = Tensor::from_shape(&preprocess::INPUT_SHAPE, chw).map_err(err)?;
-        let out = self.plan.run(tvec!(input.into_tvalue())).map_err(err)?;
-        let view = out[0].to_plain_array_view::<f32>().map_err(err)?;
-        Ok(view.iter().copied().collect())
+        let input = Tensor::from_shape(&preprocess::INPUT_SHAPE, chw).map_err(|e| err(e.into()))?;
+        let out = contain(|| self.plan.run(tvec!(input.into_tvalue())))
+            .map_err(|m| err(format!("tract panicked: {m}").into()))?
+            .map_err(|e| err(e.into()))?;
+        let view = out[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| err(e.into()))?;
+        let logits: Vec<f32> = view.iter().copied().collect();
+        let classes = self.card.classes.len();
+        if logits.len() != classes {
+            return Err(err(format!(
+                "the model gave {} values for {classes} classes",
+                logits.len()
+            )
+            .into()));
+        }
+        if let Some(bad) = logits.iter().find(|v| !v.is_finite()) {
+            return Err(err(format!(
+                "the model gave a non-finite logit ({bad}): it is broken"
+            )
+            .into()));
+        }
+        Ok(logits)
     }
 
     /// Classifies a `u8` model input (an [`preprocess::INPUT`]-square image from [`preprocess::cell_input`]),
@@ -149,6 +190,44 @@ impl Classifier {
     pub fn classify_frame(&self, frame: &Frame) -> Result<Prediction, InferenceError> {
         self.classify_input(&preprocess::frame_input(frame).0)
     }
+}
+
+/// Largest tensor a model's graph may hold (a weight or an activation): 256 MiB, four times the largest
+/// of the report's three big nets' weight tensors. A graph that would need more is refused before tract
+/// allocates it, rather than exhausting the device's memory.
+pub const MAX_TENSOR_BYTES: u64 = 256 << 20;
+
+/// Refuses a typed graph with a tensor over [`MAX_TENSOR_BYTES`] or of a size that is not a number.
+fn check_tensor_sizes(model: &TypedModel) -> Result<(), String> {
+    for node in &model.nodes {
+        for (slot, outlet) in node.outputs.iter().enumerate() {
+            let fact = &outlet.fact;
+            let elements = fact
+                .shape
+                .iter()
+                .try_fold(1u64, |acc, d| {
+                    d.to_i64()
+                        .ok()
+                        .and_then(|v| u64::try_from(v).ok())
+                        .and_then(|v| acc.checked_mul(v))
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "node {:?} output {slot} has a shape that is not a plain size: {:?}",
+                        node.name, fact.shape
+                    )
+                })?;
+            let bytes = elements.saturating_mul(fact.datum_type.size_of() as u64);
+            if bytes > MAX_TENSOR_BYTES {
+                return Err(format!(
+                    "node {:?} output {slot} would need {bytes} bytes ({:?}), more than the \
+                     {MAX_TENSOR_BYTES} a model may use",
+                    node.name, fact.shape
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The graph's own declaration of its input must fit what this build feeds (one f32 `[1, 3, 128, 128]`
@@ -227,5 +306,34 @@ mod tests {
         };
         let err = Classifier::from_verified(m).unwrap_err().to_string();
         assert!(err.contains("random.onnx"), "{err}");
+    }
+
+    #[test]
+    fn a_model_with_nan_logits_is_refused_at_load() {
+        let err = Classifier::from_verified(crate::testing::graphs::nan_logits()).unwrap_err();
+        let msg = format!("{:#}", anyhow::Error::from(err));
+        assert!(
+            msg.contains("nan-logits.onnx") && msg.contains("non-finite"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_graph_with_an_absurd_tensor_is_refused_before_it_is_allocated() {
+        // 2^34 f32 = 64 GiB: tract folds the constant while typing the graph; its failed allocation is
+        // contained (passing this test means the process survived it).
+        let m = crate::testing::graphs::huge_constant([1 << 17, 1 << 17]);
+        let err = Classifier::from_verified(m).unwrap_err().to_string();
+        assert!(
+            err.contains("huge-constant.onnx") && err.contains("allocate"),
+            "{err}"
+        );
+        // 320 MiB can be allocated but is more than a model may hold: refused by size, by name.
+        let m = crate::testing::graphs::huge_constant([80, 1 << 20]);
+        let err = Classifier::from_verified(m).unwrap_err().to_string();
+        assert!(err.contains("\"big\"") && err.contains("bytes"), "{err}");
+        // A small constant is fine: the same graph loads and types a cell.
+        let c = Classifier::from_verified(crate::testing::graphs::huge_constant([2, 2])).unwrap();
+        assert_eq!(c.logits(&vec![0.0; 3 * 128 * 128]).unwrap().len(), 4);
     }
 }

@@ -8,6 +8,20 @@ use std::path::{Path, PathBuf};
 /// than risking a multi-gigabyte allocation on the device.
 pub const MAX_SIDE: u32 = 16_384;
 
+/// Most pixels an image file may declare (64 Mpx: a 64-megapixel camera's frame, five times the Pi HQ
+/// camera's). The header is read first and a bigger image is refused before any pixel is decoded, so a
+/// small file that claims a huge image (a decompression bomb) costs nothing.
+pub const MAX_PIXELS: u64 = 64 << 20;
+
+/// Most bytes a decoder may allocate for one image (the decoded pixels at up to 8 bytes each for 16-bit
+/// RGBA, with room for the decoder's own buffers).
+pub const MAX_DECODE_BYTES: u64 = 768 << 20;
+
+/// Smallest image side [`Frame::open`] accepts. A white cell at the training scale is about 45 px across
+/// (a small lymphocyte) and the second lab's crops are 120 px: an image under 32 px on a side cannot hold a
+/// cell at any scale the model reads, so it is refused rather than typed from a handful of pixels.
+pub const MIN_SIDE: u32 = 32;
+
 /// The image formats [`Frame::decode`] reads (microscope cameras write BMP and TIFF).
 pub const FORMATS: [image::ImageFormat; 4] = [
     image::ImageFormat::Jpeg,
@@ -69,15 +83,36 @@ pub enum FrameError {
         #[source]
         source: image::ImageError,
     },
-    /// The file decodes but is damaged: a JPEG that ends before its end-of-image marker (a copy cut short,
-    /// a camera that lost power), whose missing rows the decoder would fill with grey. A cell typed from
-    /// half an image is a wrong count nobody notices, so it is refused.
+    /// The file is damaged: a JPEG that ends before its end-of-image marker (a copy cut short, a camera
+    /// that lost power) or whose compressed data is corrupt, which a lenient decoder would paint over with
+    /// grey and a warning. A cell typed from half an image is a wrong count nobody notices, so it is refused.
     #[error("{path}: damaged image: {reason}")]
     Damaged {
         /// The file (empty from [`Frame::decode`]; [`Frame::open`] fills it in).
         path: PathBuf,
         /// What is wrong.
-        reason: &'static str,
+        reason: String,
+    },
+    /// The image is larger than the device decodes ([`MAX_SIDE`], [`MAX_PIXELS`]), read from its header
+    /// before any pixel is decoded.
+    #[error("{path}: image of {width}x{height} px is too large (at most {MAX_PIXELS} pixels and {MAX_SIDE} px a side)")]
+    TooLarge {
+        /// The file (empty from [`Frame::decode`]; [`Frame::open`] fills it in).
+        path: PathBuf,
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+    },
+    /// The image is too small to hold a white cell ([`MIN_SIDE`]).
+    #[error("{path}: image of {width}x{height} px is too small to hold a white cell (at least {MIN_SIDE} px a side)")]
+    TooSmall {
+        /// The file.
+        path: PathBuf,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
     },
     /// The pixel buffer does not match the stated size, or the size is zero or too large.
     #[error("bad frame geometry {width}x{height} with {len} bytes")]
@@ -124,26 +159,29 @@ impl Frame {
         Frame::new(width, height, data)
     }
 
-    /// Decodes an image file (JPEG, PNG, BMP or TIFF).
+    /// Decodes an image file (JPEG, PNG, BMP or TIFF) that is to hold white cells: refused when damaged,
+    /// too large, or smaller than [`MIN_SIDE`] on a side.
     pub fn open(path: &Path) -> Result<Self, FrameError> {
         let bytes = std::fs::read(path).map_err(|source| FrameError::Io {
             path: path.to_owned(),
             source,
         })?;
-        Frame::decode(&bytes).map_err(|e| match e {
-            FrameError::Decode { source, .. } => FrameError::Decode {
+        let frame = Frame::decode(&bytes).map_err(|e| e.at(path))?;
+        if frame.width < MIN_SIDE || frame.height < MIN_SIDE {
+            return Err(FrameError::TooSmall {
                 path: path.to_owned(),
-                source,
-            },
-            FrameError::Damaged { reason, .. } => FrameError::Damaged {
-                path: path.to_owned(),
-                reason,
-            },
-            other => other,
-        })
+                width: frame.width,
+                height: frame.height,
+            });
+        }
+        Ok(frame)
     }
 
     /// Decodes JPEG, PNG, BMP or TIFF bytes (the error's path is empty; [`Frame::open`] fills it in).
+    ///
+    /// The header is read first: an image over [`MAX_SIDE`] or [`MAX_PIXELS`] is refused before decoding.
+    /// JPEG is decoded strictly: a missing end-of-image marker, a premature end of data or corrupt entropy
+    /// data is [`FrameError::Damaged`], where a lenient decoder would fill the rest with grey.
     pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
         use image::error::{ImageFormatHint, UnsupportedError, UnsupportedErrorKind};
         let decode_err = |source| FrameError::Decode {
@@ -159,19 +197,19 @@ impl Frame {
                 ),
             )));
         }
-        if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-            return Err(FrameError::Damaged {
-                path: PathBuf::new(),
-                reason: "the JPEG ends before its end-of-image marker (truncated)",
-            });
+        if format == image::ImageFormat::Jpeg {
+            return decode_jpeg(bytes);
         }
         let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_SIDE);
         limits.max_image_height = Some(MAX_SIDE);
-        limits.max_alloc = Some(1 << 30);
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
         reader.limits(limits);
-        let img = reader.decode().map_err(decode_err)?;
+        let decoder = reader.into_decoder().map_err(|e| too_large_or(e, bytes))?;
+        let (width, height) = image::ImageDecoder::dimensions(&decoder);
+        check_size(width, height)?;
+        let img = image::DynamicImage::from_decoder(decoder).map_err(decode_err)?;
         let rgb = img.into_rgb8();
         let (w, h) = rgb.dimensions();
         Frame::new(w, h, rgb.into_raw())
@@ -241,6 +279,106 @@ impl Frame {
     }
 }
 
+impl FrameError {
+    /// The same error naming `path` (decoding errors are made without one).
+    fn at(self, path: &Path) -> FrameError {
+        let path = path.to_owned();
+        match self {
+            FrameError::Io { source, .. } => FrameError::Io { path, source },
+            FrameError::Decode { source, .. } => FrameError::Decode { path, source },
+            FrameError::Damaged { reason, .. } => FrameError::Damaged { path, reason },
+            FrameError::TooLarge { width, height, .. } => FrameError::TooLarge {
+                path,
+                width,
+                height,
+            },
+            FrameError::TooSmall { width, height, .. } => FrameError::TooSmall {
+                path,
+                width,
+                height,
+            },
+            other @ FrameError::Geometry { .. } => other,
+        }
+    }
+}
+
+/// Refuses a declared size over [`MAX_SIDE`] or [`MAX_PIXELS`].
+fn check_size(width: u32, height: u32) -> Result<(), FrameError> {
+    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(FrameError::TooLarge {
+            path: PathBuf::new(),
+            width,
+            height,
+        });
+    }
+    Ok(())
+}
+
+/// An image error from reading a header, as [`FrameError::TooLarge`] when the limits refused it (the
+/// declared size is read again for the message) and [`FrameError::Decode`] otherwise.
+fn too_large_or(e: image::ImageError, bytes: &[u8]) -> FrameError {
+    if matches!(e, image::ImageError::Limits(_)) {
+        let dims = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .ok()
+            .and_then(|r| r.into_dimensions().ok());
+        if let Some((width, height)) = dims {
+            return FrameError::TooLarge {
+                path: PathBuf::new(),
+                width,
+                height,
+            };
+        }
+    }
+    FrameError::Decode {
+        path: PathBuf::new(),
+        source: e,
+    }
+}
+
+/// Strict JPEG decoding to RGB8 (zune-jpeg, the decoder `image` itself uses, with its strict mode on).
+fn decode_jpeg(bytes: &[u8]) -> Result<Frame, FrameError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let damaged = |reason: String| FrameError::Damaged {
+        path: PathBuf::new(),
+        reason,
+    };
+    if !jpeg_is_complete(bytes) {
+        return Err(damaged(
+            "the JPEG ends before its end-of-image marker (truncated)".into(),
+        ));
+    }
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder
+        .decode_headers()
+        .map_err(|e| damaged(format!("unreadable JPEG header: {e}")))?;
+    let (w, h) = decoder
+        .dimensions()
+        .ok_or_else(|| damaged("the JPEG header gives no size".into()))?;
+    let (width, height) = (
+        u32::try_from(w).unwrap_or(u32::MAX),
+        u32::try_from(h).unwrap_or(u32::MAX),
+    );
+    check_size(width, height)?;
+    let data = decoder
+        .decode()
+        .map_err(|e| damaged(format!("the JPEG's data is corrupt: {e}")))?;
+    if decoder.output_colorspace() != Some(ColorSpace::RGB) {
+        return Err(damaged(format!(
+            "the JPEG decodes to {:?}, not RGB",
+            decoder.output_colorspace()
+        )));
+    }
+    Frame::new(width, height, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +428,133 @@ mod tests {
         // 1x1 frames survive any factor.
         let one = Frame::filled(1, 1, [1, 2, 3]).unwrap();
         assert_eq!(one.downscale(8), one);
+    }
+
+    fn sample(rel: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../samples")
+                .join(rel),
+        )
+        .unwrap()
+    }
+
+    /// A PNG chunk: length, type, data, CRC-32 over type and data.
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        c.extend_from_slice(&crc.finalize().to_be_bytes());
+        c
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_from_its_header() {
+        // 60000 x 60000 RGB in a few hundred bytes: one zlib stream of zeros would fill 10 GB.
+        let mut ihdr = 60_000u32.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&60_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
+        png.extend(chunk(b"IEND", &[]));
+        let t = std::time::Instant::now();
+        let err = Frame::decode(&png).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::TooLarge {
+                    width: 60_000,
+                    height: 60_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(t.elapsed().as_secs_f32() < 1.0, "refused before decoding");
+        // Within the side limit but over the pixel budget (12000 x 12000 = 144 Mpx).
+        let mut ihdr = 12_000u32.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&12_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
+        png.extend(chunk(b"IEND", &[]));
+        let err = Frame::decode(&png).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("12000x12000"), "{err}");
+    }
+
+    #[test]
+    fn a_png_with_a_bad_crc_is_refused() {
+        let f = Frame::filled(40, 40, [200, 100, 150]).unwrap();
+        let mut png = f.to_png().unwrap();
+        assert_eq!(Frame::decode(&png).unwrap(), f);
+        // Change one byte of the IDAT payload without fixing its CRC.
+        let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+        png[idat + 6] ^= 0x01;
+        let err = Frame::decode(&png).unwrap_err();
+        assert!(matches!(err, FrameError::Decode { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_image_smaller_than_a_cell_is_named() {
+        let dir = std::env::temp_dir().join(format!("leuko-frame-small-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("tiny.png");
+        std::fs::write(
+            &p,
+            Frame::filled(31, 200, [1, 2, 3]).unwrap().to_png().unwrap(),
+        )
+        .unwrap();
+        let err = Frame::open(&p).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::TooSmall {
+                    width: 31,
+                    height: 200,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("tiny.png"), "{err}");
+        std::fs::write(
+            &p,
+            Frame::filled(32, 32, [1, 2, 3]).unwrap().to_png().unwrap(),
+        )
+        .unwrap();
+        assert!(Frame::open(&p).is_ok());
+    }
+
+    #[test]
+    fn strict_jpeg_matches_the_lenient_decoder_on_good_files_and_refuses_corrupt_data() {
+        let good = sample("cells/NEUTROPHIL/_0_1966.jpeg");
+        let strict = Frame::decode(&good).unwrap();
+        let lenient = image::load_from_memory(&good).unwrap().into_rgb8();
+        assert_eq!((strict.width(), strict.height()), lenient.dimensions());
+        assert_eq!(strict.data(), lenient.as_raw().as_slice());
+        // One flipped bit that makes an unknown marker inside the entropy-coded data (found by flipping
+        // every bit of this file): the lenient decoder logs it and paints the rest of the image grey.
+        let mut bad = good.clone();
+        bad[885] ^= 1 << 3;
+        assert!(
+            image::load_from_memory(&bad).is_ok(),
+            "the lenient decoder accepts it"
+        );
+        let Err(err) = Frame::decode(&bad) else {
+            panic!("a corrupt JPEG was decoded");
+        };
+        assert!(matches!(err, FrameError::Damaged { .. }), "{err}");
     }
 }

@@ -15,6 +15,7 @@ pub mod capture;
 pub mod cell;
 pub mod classes;
 pub mod classify;
+pub mod contain;
 pub mod count;
 pub mod frame;
 pub mod hw;

@@ -261,14 +261,13 @@ impl ModelSource {
                 PathBuf::from(format!("<embedded>/{DEFAULT_NAME}.json")),
             ),
             ModelSource::File(p) => {
-                let onnx = std::fs::read(p).map_err(|source| ModelError::Io {
-                    path: p.clone(),
-                    source,
-                })?;
+                let onnx = read_bounded(p, MAX_MODEL_BYTES)?;
                 let cp = card_path(p);
-                let card = std::fs::read_to_string(&cp).map_err(|source| ModelError::Io {
-                    path: cp.clone(),
-                    source,
+                let card = String::from_utf8(read_bounded(&cp, MAX_CARD_BYTES)?).map_err(|_| {
+                    ModelError::Incompatible {
+                        path: cp.clone(),
+                        reason: "the card is not UTF-8 text".into(),
+                    }
                 })?;
                 (onnx, card, p.clone(), cp)
             }
@@ -281,6 +280,36 @@ impl ModelSource {
         verify(&onnx, &card, &path)?;
         Ok(ModelBytes { onnx, card, path })
     }
+}
+
+/// Largest model file read (512 MiB, twice the report's biggest float net); a bigger file is refused
+/// before it is read, so a wrong file (a disk image, `/dev/zero`) cannot exhaust the device's memory.
+pub const MAX_MODEL_BYTES: u64 = 512 << 20;
+
+/// Largest model card read (1 MiB; cards are a few kB).
+pub const MAX_CARD_BYTES: u64 = 1 << 20;
+
+/// Reads at most `limit` bytes of a file; a longer one is [`ModelError::Incompatible`] by name.
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let io = |source| ModelError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let too_big = || ModelError::Incompatible {
+        path: path.to_owned(),
+        reason: format!("larger than the {limit} bytes a model file may have"),
+    };
+    if file.metadata().map_err(io)?.len() > limit {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(bytes)
 }
 
 /// Checks bytes against a card and the card against this build.
@@ -381,5 +410,22 @@ mod tests {
         card.preprocessing.crop += 1;
         let err = verify(&m.onnx, &card, Path::new("m.onnx")).unwrap_err();
         assert!(matches!(err, ModelError::Incompatible { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_model_file_too_large_is_refused_before_it_is_read() {
+        let dir = std::env::temp_dir().join(format!("leuko-model-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("huge.onnx");
+        // Sparse: no disk is used, the length alone says it is too big.
+        std::fs::File::create(&p)
+            .unwrap()
+            .set_len(MAX_MODEL_BYTES + 1)
+            .unwrap();
+        let err = ModelSource::File(p).load().unwrap_err().to_string();
+        assert!(
+            err.contains("huge.onnx") && err.contains("larger than"),
+            "{err}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 mod blobs;
 pub mod dinic;
+pub mod graphs;
 pub mod voc;
 
 pub use blobs::{BlobAnalyzer, NeverFails};

@@ -162,10 +162,7 @@ impl Frame {
     /// Decodes an image file (JPEG, PNG, BMP or TIFF) that is to hold white cells: refused when damaged,
     /// too large, or smaller than [`MIN_SIDE`] on a side.
     pub fn open(path: &Path) -> Result<Self, FrameError> {
-        let bytes = std::fs::read(path).map_err(|source| FrameError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = read_image_file(path)?;
         let frame = Frame::decode(&bytes).map_err(|e| e.at(path))?;
         if frame.width < MIN_SIDE || frame.height < MIN_SIDE {
             return Err(FrameError::TooSmall {
@@ -300,6 +297,42 @@ impl FrameError {
             other @ FrameError::Geometry { .. } => other,
         }
     }
+}
+
+/// Largest image file read (256 MiB: an uncompressed 64 Mpx frame is 192 MiB).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// The bytes of a regular file of at most [`MAX_FILE_BYTES`]: a device (`/dev/zero`), a pipe or a huge
+/// file is refused by name instead of being read until memory runs out.
+fn read_image_file(path: &Path) -> Result<Vec<u8>, FrameError> {
+    use std::io::Read;
+    let io = |source| FrameError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let refuse = |reason: &str| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            reason.to_string(),
+        ))
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(refuse("larger than the 256 MiB an image file may have"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(refuse("larger than the 256 MiB an image file may have"));
+    }
+    Ok(bytes)
 }
 
 /// Refuses a declared size over [`MAX_SIDE`] or [`MAX_PIXELS`].

@@ -10,6 +10,15 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+/// Most entries (files and folders) one folder walk visits: a slide or an export holds thousands of
+/// images, a walk of `/` or `/proc` millions; past this the walk stops with [`InputError::TooLarge`]
+/// instead of searching the whole disk.
+pub const MAX_ENTRIES: usize = 200_000;
+
+/// Deepest folder nesting a walk follows (symbolic links to folders are never followed, so a link loop
+/// cannot trap it).
+pub const MAX_DEPTH: usize = 32;
+
 /// File extensions read as images (compared ignoring case).
 pub const EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"];
 
@@ -28,6 +37,9 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
+    /// A folder holds more than [`MAX_ENTRIES`] entries or nests deeper than [`MAX_DEPTH`].
+    #[error("{0}: more than {MAX_ENTRIES} entries or {MAX_DEPTH} levels of folders: name the folder that holds the images")]
+    TooLarge(PathBuf),
     /// A folder holds no file with an image extension.
     #[error("{0}: no images in this folder (looked for .jpg, .jpeg, .png, .bmp, .tif and .tiff, recursively)")]
     NoImages(PathBuf),
@@ -37,7 +49,7 @@ impl InputError {
     /// The path the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            InputError::Missing(p) | InputError::NoImages(p) => p,
+            InputError::Missing(p) | InputError::NoImages(p) | InputError::TooLarge(p) => p,
             InputError::Folder { path, .. } => path,
         }
     }
@@ -110,16 +122,34 @@ pub fn list_images(path: &Path) -> Result<Vec<PathBuf>, InputError> {
 }
 
 fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    fn walk(
+        dir: &Path,
+        depth: usize,
+        visited: &mut usize,
+        out: &mut Vec<PathBuf>,
+        top: &Path,
+    ) -> Result<(), InputError> {
+        if depth > MAX_DEPTH {
+            return Err(InputError::TooLarge(top.to_owned()));
+        }
         let rd = std::fs::read_dir(dir).map_err(|source| InputError::Folder {
             path: dir.to_owned(),
             source,
         })?;
-        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        let mut entries = Vec::new();
+        for e in rd.filter_map(|e| e.ok()) {
+            *visited += 1;
+            if *visited > MAX_ENTRIES {
+                return Err(InputError::TooLarge(top.to_owned()));
+            }
+            // The entry's own type: a symbolic link to a folder is not a folder here.
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            entries.push((e.path(), is_dir));
+        }
         entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)?;
+        for (p, is_dir) in entries {
+            if is_dir {
+                walk(&p, depth + 1, visited, out, top)?;
             } else if is_image(&p) {
                 out.push(p);
             }
@@ -127,7 +157,7 @@ fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, &mut out)?;
+    walk(dir, 0, &mut 0, &mut out, dir)?;
     if out.is_empty() {
         return Err(InputError::NoImages(dir.to_owned()));
     }

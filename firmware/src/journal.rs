@@ -564,6 +564,13 @@ fn into_cell(
 
 /// Reads and replays a journal without changing it.
 pub fn read(path: &Path) -> Result<State, JournalError> {
+    // A device (`/dev/zero`) or a pipe would be read until memory runs out.
+    if !std::fs::metadata(path).map_err(io_err(path))?.is_file() {
+        return Err(io_err(path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let mut lines: Vec<(usize, &[u8], bool)> = Vec::new(); // (start offset, content, newline-terminated)
     let mut start = 0;

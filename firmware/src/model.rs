@@ -296,15 +296,23 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ModelError> {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    // Looked at before opening: opening a pipe would wait for a writer.
+    let meta = std::fs::metadata(path).map_err(io)?;
     let too_big = || ModelError::Incompatible {
         path: path.to_owned(),
         reason: format!("larger than the {limit} bytes a model file may have"),
     };
-    if file.metadata().map_err(io)?.len() > limit {
+    if !meta.is_file() {
+        return Err(ModelError::Incompatible {
+            path: path.to_owned(),
+            reason: "not a regular file".into(),
+        });
+    }
+    if meta.len() > limit {
         return Err(too_big());
     }
     let mut bytes = Vec::new();
+    let file = std::fs::File::open(path).map_err(io)?;
     file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {
         return Err(too_big());

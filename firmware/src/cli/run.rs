@@ -1,6 +1,7 @@
 //! `leukoscope run`: a count session on the microscope or the simulator, journalled, then the same report
 //! as `count` (rebuilt from the journal, so `report --journal` prints it again identically).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,11 +226,15 @@ where
                 delay.as_millis()
             ),
             Event::Prompt(msg) => eprintln!(">>> {msg}"),
-            Event::Cell { field, cell } if !json => println!(
-                "cell\tfield {field}\t{}\t{:.3}",
-                classes.label(cell.class()),
-                cell.prediction.as_ref().map_or(f32::NAN, |p| p.confidence)
-            ),
+            // A closed stdout (`| head`) does not stop the count: every cell is in the journal.
+            Event::Cell { field, cell } if !json => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "cell\tfield {field}\t{}\t{:.3}",
+                    classes.label(cell.class()),
+                    cell.prediction.as_ref().map_or(f32::NAN, |p| p.confidence)
+                );
+            }
             Event::Cell { .. } => {}
             Event::FrameCommitted { counted, .. } if stop.limited() => {
                 eprintln!("counted {counted}/{}", stop.target)

@@ -17,6 +17,8 @@ step "cargo clippy for the optional V4L2 camera backend"
 cargo clippy -p leukoscope --features v4l2 --all-targets -- -D warnings
 step "cargo test (all crates)"
 cargo test --workspace
+step "fuzz targets, short run on stable (seeded mutations; scripts/fuzz.sh runs them under libFuzzer)"
+cargo test -p leukoscope --features testing --test fuzz
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "cross-build for the Pi (aarch64, rpi feature) + firmware unit tests under qemu-aarch64"

@@ -5,6 +5,7 @@
 
 mod blobs;
 pub mod dinic;
+pub mod fuzz;
 pub mod graphs;
 pub mod voc;
 

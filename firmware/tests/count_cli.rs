@@ -253,3 +253,57 @@ fn a_hostile_grid_is_refused_at_once() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A damaged frame (a JPEG cut short) and an image too small to hold a cell are named in every report
+/// format, never counted, and the count exits non-zero; the good frame beside them still counts.
+#[test]
+fn damaged_and_too_small_frames_are_named_in_every_report_format() {
+    let dir = scratch("damaged");
+    let good = std::fs::read(smears().join("BloodImage_00001.jpg")).unwrap();
+    std::fs::write(dir.join("cut.jpg"), &good[..good.len() / 2]).unwrap();
+    let tiny = leukoscope::Frame::filled(20, 20, [200, 150, 180]).unwrap();
+    std::fs::write(dir.join("tiny.png"), tiny.to_png().unwrap()).unwrap();
+    std::fs::write(dir.join("good.jpg"), &good).unwrap();
+    let (csv, html) = (dir.join("r.csv"), dir.join("r.html"));
+    let out = bin()
+        .args(["count", "--json", "--target", "0", "--csv"])
+        .arg(&csv)
+        .arg("--html")
+        .arg(&html)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2 frame(s) could not be counted"),
+        "{stderr}"
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["errors"], 2);
+    let frames = json["frames"].as_array().unwrap();
+    let error_of = |name: &str| {
+        frames
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with(name))
+            .and_then(|f| f["error"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(error_of("cut.jpg").contains("damaged"), "{json}");
+    assert!(error_of("tiny.png").contains("too small"), "{json}");
+    assert!(json["total"].as_u64().unwrap() > 0, "the good frame counts");
+    for text in [
+        std::fs::read_to_string(&csv).unwrap(),
+        std::fs::read_to_string(&html).unwrap(),
+    ] {
+        assert!(
+            text.contains("cut.jpg") && text.contains("damaged"),
+            "{text:.300}"
+        );
+        assert!(
+            text.contains("tiny.png") && text.contains("too small"),
+            "{text:.300}"
+        );
+    }
+}

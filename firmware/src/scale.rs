@@ -18,10 +18,16 @@
 //!    cell cut by the frame edge keeps its true radius when its centre is inside (the frame edge is not
 //!    plasma). A disc is kept only when its centre lies at least [`ScaleParams::clearance`] radii from
 //!    anything unknown and from the frame edge, which drops the white cell (its disc holds its nucleus) and
-//!    the half-discs of cells centred outside the frame; discs inside an already kept larger disc are
-//!    dropped (one per cell).
-//! 4. **Summarise**: the median of the kept discs' diameters (`2 r − 1`: the boundary lies half a pixel
-//!    inside the first plasma pixel), back in the frame's own pixels.
+//!    the half-discs of cells centred outside the frame.
+//! 4. **Summarise**: every covered pixel votes for the largest kept disc covering it; the area-weighted
+//!    median radius is the typical one ([`Summary::Area`]: fragments and bumps of an outline cover little).
+//!    The diameter is `2 r − 1` (the boundary lies half a pixel inside the first plasma pixel), back in the
+//!    frame's own pixels. The red cells counted are the discs, one per cell (a disc whose centre lies in a
+//!    larger one is the same cell), of at least half that radius; too few is an error.
+//!
+//! What it measures is the inscribed diameter of the colour mask: on BCCD it reads the hand-drawn red-cell
+//! boxes about 20 % small (oval and overlapping cells, soft edges; `models/results/rbc-scale.md`). The
+//! training-scale reference is measured the same way, so the ratio that rescales a frame is unaffected.
 
 use crate::frame::Frame;
 
@@ -44,8 +50,23 @@ pub struct ScaleParams {
     pub clearance: f32,
     /// Fill enclosed plasma pockets (pale centres, ring-shaped cells) before measuring.
     pub fill_holes: bool,
-    /// Fewest kept discs for a measurement.
+    /// Fewest red cells (kept discs of at least half the typical radius) for a measurement.
     pub min_cells: usize,
+    /// Which median is the typical diameter.
+    pub summary: Summary,
+    /// Where the cell / plasma cut lies between the two Otsu classes' mean greens (0: the cells' mean,
+    /// 1: the plasma's); `None`: Otsu's own threshold.
+    pub cut: Option<f32>,
+}
+
+/// Which median of the kept discs is the typical red-cell diameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summary {
+    /// The median over discs (one vote per disc).
+    Disc,
+    /// The area-weighted median: each covered pixel votes for the largest disc covering it, so fragments
+    /// and bumps of a cell's outline (small discs, little area) hardly count.
+    Area,
 }
 
 impl Default for ScaleParams {
@@ -54,6 +75,8 @@ impl Default for ScaleParams {
             clearance: 0.5,
             fill_holes: true,
             min_cells: 2,
+            summary: Summary::Area,
+            cut: None,
         }
     }
 }
@@ -132,12 +155,17 @@ pub fn estimate_rbc_diameter_with(
     for (g, _) in green.iter().zip(&unknown).filter(|(_, &u)| !u) {
         hist[*g as usize] += 1;
     }
-    let Some((t, contrast)) = otsu(&hist) else {
+    let Some((otsu_t, m0, m1)) = otsu(&hist) else {
         return Err(no_contrast(0.0));
     };
+    let contrast = m1 - m0;
     if contrast < MIN_CONTRAST {
         return Err(no_contrast(contrast));
     }
+    let t = match params.cut {
+        None => otsu_t,
+        Some(c) => (m0 + c * contrast).clamp(0.0, 255.0) as u8,
+    };
     // Cell: darker green than the threshold (unknown pixels are not plasma either).
     let mut cell: Vec<bool> = green
         .iter()
@@ -178,10 +206,15 @@ pub fn estimate_rbc_diameter_with(
             }
         }
     }
-    // One disc per cell: the largest first, then those whose centre is outside every kept disc.
+    // Largest first: each pixel is claimed by the largest kept disc that covers it (its opening radius).
     peaks.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let r_median = match params.summary {
+        Summary::Disc => None,
+        Summary::Area => area_median(&peaks, w, h),
+    };
+    // One disc per cell: those whose centre is outside every larger kept disc.
     let mut kept: Vec<(f32, f32, f32)> = Vec::new();
-    for p in peaks {
+    for &p in &peaks {
         if kept
             .iter()
             .all(|k| (k.1 - p.1).powi(2) + (k.2 - p.2).powi(2) > k.0 * k.0)
@@ -189,32 +222,78 @@ pub fn estimate_rbc_diameter_with(
             kept.push(p);
         }
     }
-    if kept.len() < params.min_cells.max(1) {
+    let r_median = r_median.unwrap_or_else(|| {
+        let mut r: Vec<f32> = kept.iter().map(|k| k.0).collect();
+        r.sort_by(f32::total_cmp);
+        median(&r)
+    });
+    // Cells: kept discs of at least half the typical radius (smaller ones are fragments and bumps).
+    kept.retain(|k| k.0 >= 0.5 * r_median);
+    let needed = params.min_cells.max(1);
+    if kept.len() < needed {
         return Err(ScaleError::TooFewCells {
             width: frame.width(),
             height: frame.height(),
             found: kept.len(),
-            needed: params.min_cells.max(1),
+            needed,
         });
     }
 
-    // 4. Median diameter, in the frame's own pixels.
-    let mut diameters: Vec<f32> = kept
-        .iter()
-        .map(|k| (2.0 * k.0 - 1.0) * factor as f32)
-        .collect();
+    // 4. The diameter, in the frame's own pixels.
+    let diameter = |r: f32| (2.0 * r - 1.0) * factor as f32;
+    let mut diameters: Vec<f32> = kept.iter().map(|k| diameter(k.0)).collect();
     diameters.sort_by(f32::total_cmp);
-    let n = diameters.len();
-    let diameter_px = if n % 2 == 1 {
-        diameters[n / 2]
-    } else {
-        (diameters[n / 2 - 1] + diameters[n / 2]) / 2.0
-    };
     Ok(RbcScale {
-        diameter_px,
-        cells: n,
+        diameter_px: diameter(r_median),
+        cells: diameters.len(),
         diameters,
     })
+}
+
+/// The median of sorted values (0 for none).
+fn median(v: &[f32]) -> f32 {
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The area-weighted median radius: every pixel covered by a disc (`peaks` sorted by radius, largest
+/// first) counts once, with the radius of the largest disc covering it; `None` when nothing is covered.
+fn area_median(peaks: &[(f32, f32, f32)], w: usize, h: usize) -> Option<f32> {
+    let mut claimed = vec![false; w * h];
+    let mut area = vec![0u64; peaks.len()];
+    for (k, &(r, cx, cy)) in peaks.iter().enumerate() {
+        let (x0, x1) = (
+            (cx - r).floor().max(0.0) as usize,
+            ((cx + r).ceil() as usize).min(w - 1),
+        );
+        let (y0, y1) = (
+            (cy - r).floor().max(0.0) as usize,
+            ((cy + r).ceil() as usize).min(h - 1),
+        );
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+                let i = y * w + x;
+                if !claimed[i] && dx * dx + dy * dy < r * r {
+                    claimed[i] = true;
+                    area[k] += 1;
+                }
+            }
+        }
+    }
+    let total: u64 = area.iter().sum();
+    let mut acc = 0;
+    // Ascending radius: the radius at which half the covered area is reached.
+    for (k, a) in area.iter().enumerate().rev() {
+        acc += a;
+        if 2 * acc >= total && total > 0 {
+            return Some(peaks[k].0);
+        }
+    }
+    None
 }
 
 /// The green channel, 3×3 box-smoothed (edges clamped), against JPEG noise.
@@ -238,9 +317,9 @@ fn smooth_green(frame: &Frame) -> Vec<u8> {
     out
 }
 
-/// Otsu's threshold of a histogram (values ≤ it are the dark class) and the distance between the two
-/// classes' means; `None` when there are not two classes.
-fn otsu(hist: &[u64; 256]) -> Option<(u8, f32)> {
+/// Otsu's threshold of a histogram (values ≤ it are the dark class) and the two classes' means (dark,
+/// bright); `None` when there are not two classes.
+fn otsu(hist: &[u64; 256]) -> Option<(u8, f32, f32)> {
     let total: u64 = hist.iter().sum();
     let sum: f64 = hist
         .iter()
@@ -248,7 +327,7 @@ fn otsu(hist: &[u64; 256]) -> Option<(u8, f32)> {
         .map(|(v, &n)| v as f64 * n as f64)
         .sum();
     let (mut n0, mut s0) = (0u64, 0f64);
-    let mut best: Option<(f64, u8, f32)> = None;
+    let mut best: Option<(f64, u8, f32, f32)> = None;
     for (t, &n) in hist.iter().enumerate().take(255) {
         n0 += n;
         s0 += t as f64 * n as f64;
@@ -260,10 +339,10 @@ fn otsu(hist: &[u64; 256]) -> Option<(u8, f32)> {
         let m1 = (sum - s0) / n1 as f64;
         let between = n0 as f64 * n1 as f64 * (m1 - m0) * (m1 - m0);
         if best.is_none_or(|b| between > b.0) {
-            best = Some((between, t as u8, (m1 - m0) as f32));
+            best = Some((between, t as u8, m0 as f32, m1 as f32));
         }
     }
-    best.map(|(_, t, c)| (t, c))
+    best.map(|(_, t, m0, m1)| (t, m0, m1))
 }
 
 /// Turns plasma pixels (`false`) not 4-connected to the frame edge into cell pixels.

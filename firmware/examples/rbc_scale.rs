@@ -542,6 +542,28 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    let implied = site_by_wbc;
+    writeln!(
+        md,
+        "## Reading\n\n- On BCCD the estimate follows the boxes to {:.1} % (median; 90th percentile {:.1} %) once its \
+         one bias ({:+.1} %, inscribed diameter against a hand-drawn box) is taken out; {} of {} BCCD frames and {} of {} \
+         Kaggle TRAIN images are unmeasurable.\n- The second lab's red cells are pale ring-shaped ghosts on a \
+         saturated background: the colour mask finds the white cell, not them, so {} of {} crops are \
+         unmeasurable, and the {} measured give {:.1} px, far from the {implied:.1} px the white-cell ruler implies: \
+         what was measured there is not red cells. `auto` cannot help there, and the \
+         fixed value from them is wrong; the ruler-based fixed value shows what a correct scale alone buys.\n",
+        100.0 * json["bccd"]["candidates"][0]["median_abs_rel_error_after_bias"].as_f64().unwrap(),
+        100.0 * json["bccd"]["candidates"][0]["p90_abs_rel_error_after_bias"].as_f64().unwrap(),
+        100.0 * json["bccd"]["candidates"][0]["median_rel_error"].as_f64().unwrap(),
+        json["bccd"]["candidates"][0]["unmeasurable"],
+        json["bccd"]["candidates"][0]["frames"],
+        json["kaggle_train"]["candidates"][0]["estimates"]["unmeasurable"],
+        json["kaggle_train"]["candidates"][0]["estimates"]["images"],
+        json["site"]["estimates"]["unmeasurable"],
+        json["site"]["estimates"]["images"],
+        json["site"]["estimates"]["measured"],
+        site_median,
+    )?;
     std::fs::write(
         out.with_extension("json"),
         serde_json::to_string_pretty(&serde_json::Value::Object(json))? + "\n",

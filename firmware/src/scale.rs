@@ -583,6 +583,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any pixels give a measurement or an error, never a panic; a measurement rests on at least
+        /// `min_cells` discs and is a positive number.
+        #[test]
+        fn any_frame_is_measured_or_refused(w in 1u32..90, h in 1u32..90, seed in proptest::prelude::any::<u64>()) {
+            let mut x = seed | 1;
+            let data = (0..w * h * 3)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            if let Ok(s) = estimate_rbc_diameter(&Frame::new(w, h, data).unwrap()) {
+                proptest::prop_assert!(s.cells >= ScaleParams::default().min_cells);
+                proptest::prop_assert!(s.diameter_px.is_finite() && s.diameter_px > 0.0);
+            }
+        }
+    }
+
     #[test]
     fn edt_matches_brute_force() {
         let (w, h) = (13, 9);

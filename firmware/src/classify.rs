@@ -190,6 +190,32 @@ impl Classifier {
     pub fn classify_frame(&self, frame: &Frame) -> Result<Prediction, InferenceError> {
         self.classify_input(&preprocess::frame_input(frame).0)
     }
+
+    /// [`Classifier::classify_frame`] with step 1 done as `scaling` says.
+    pub fn classify_frame_with(
+        &self,
+        frame: &Frame,
+        scaling: preprocess::Scaling,
+    ) -> Result<Prediction, InferenceError> {
+        self.classify_input(&preprocess::frame_input_with(frame, scaling).0)
+    }
+
+    /// The red-cell diameter at this model's training scale: the card's, else
+    /// [`preprocess::REFERENCE_RBC_PX`].
+    pub fn reference_rbc_px(&self) -> f32 {
+        self.card
+            .rbc_diameter_px
+            .unwrap_or(preprocess::REFERENCE_RBC_PX)
+    }
+
+    /// [`preprocess::Scaling::Rbc`] for a frame whose red cells measure `rbc_px` pixels, to this model's
+    /// reference diameter.
+    pub fn rbc_scaling(&self, rbc_px: f32) -> preprocess::Scaling {
+        preprocess::Scaling::Rbc {
+            rbc_px,
+            reference_px: self.reference_rbc_px(),
+        }
+    }
 }
 
 /// Largest tensor a model's graph may hold (a weight or an activation): 256 MiB, four times the largest
@@ -290,6 +316,29 @@ mod tests {
         assert!(p.probs.iter().all(|v| v.is_finite()));
         let threshold = c.card().unidentified_threshold;
         assert_eq!(p.class.is_some(), p.confidence >= threshold);
+    }
+
+    #[test]
+    fn the_red_cell_reference_is_the_cards_else_the_constant() {
+        let mut m = ModelSource::Embedded.load().unwrap();
+        let c = Classifier::from_verified(m.clone()).unwrap();
+        assert_eq!(c.reference_rbc_px(), preprocess::REFERENCE_RBC_PX);
+        m.card.rbc_diameter_px = Some(30.0);
+        let c = Classifier::from_verified(m).unwrap();
+        assert_eq!(
+            c.rbc_scaling(60.0),
+            preprocess::Scaling::Rbc {
+                rbc_px: 60.0,
+                reference_px: 30.0
+            }
+        );
+        // Scaling by image size is what `classify_frame` does.
+        let f = Frame::filled(320, 240, [200, 180, 200]).unwrap();
+        assert_eq!(
+            c.classify_frame(&f).unwrap(),
+            c.classify_frame_with(&f, preprocess::Scaling::FrameSize)
+                .unwrap()
+        );
     }
 
     #[test]

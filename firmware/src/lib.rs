@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod rect;
 pub mod report;
+pub mod scale;
 pub mod segment;
 pub mod session;
 #[cfg(any(test, feature = "testing"))]

@@ -108,6 +108,11 @@ pub struct ModelCard {
     /// For an int8 model: how it was quantized (float model's sha256, calibrator, calibration images).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub quantization: serde_json::Value,
+    /// The red-cell diameter, in pixels at the training scale, of the images it was trained on (what
+    /// [`crate::preprocess::Scaling::Rbc`] brings a frame's red cells to); `None` for cards written before
+    /// it existed, which mean [`crate::preprocess::REFERENCE_RBC_PX`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbc_diameter_px: Option<f32>,
     /// For a site-calibrated model ([`crate::adapt`]): what it was adapted from, how and on which cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptation: Option<Adaptation>,
@@ -435,5 +440,22 @@ mod tests {
             err.contains("huge.onnx") && err.contains("larger than"),
             "{err}"
         );
+    }
+
+    /// Cards written before the red-cell reference existed still load (as `None`), and one that states it
+    /// keeps it through a round trip.
+    #[test]
+    fn the_red_cell_reference_is_optional_and_kept() {
+        let old: ModelCard = serde_json::from_str(DEFAULT_CARD).unwrap();
+        assert!(!DEFAULT_CARD.contains("rbc_diameter_px"));
+        assert_eq!(old.rbc_diameter_px, None);
+        let mut card = old.clone();
+        card.rbc_diameter_px = Some(38.5);
+        let text = serde_json::to_string(&card).unwrap();
+        let back: ModelCard = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.rbc_diameter_px, Some(38.5));
+        assert!(!serde_json::to_string(&old)
+            .unwrap()
+            .contains("rbc_diameter_px"));
     }
 }

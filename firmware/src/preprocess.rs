@@ -6,7 +6,9 @@
 //!
 //! The contract, in order:
 //! 1. **Scale**: frames are brought to the training scale, the Kaggle `dataset2` scale of whole 640×480 smear
-//!    frames halved (320×240), by integer block averaging ([`to_training_scale`]).
+//!    frames halved (320×240), by integer block averaging ([`to_training_scale`]); or, for another
+//!    microscope, by its red cells: resized so they measure the model's reference diameter
+//!    ([`REFERENCE_RBC_PX`] unless the card says otherwise; [`Scaling::Rbc`], [`crate::scale`]).
 //! 2. **Locate**: the stained nucleus is found as the [`LOCATE_BOX`]-square window with the largest sum of
 //!    the integer nucleus score `max(0, B − G)` ([`locate`]). Counting passes its own detections instead.
 //! 3. **Crop**: a [`CROP`]-square window centred there, edge pixels repeated beyond the frame ([`crop`]).
@@ -33,6 +35,11 @@ pub const MEAN: [f32; 3] = [0.66, 0.62, 0.74];
 /// Per-channel divisor after the mean.
 pub const STD: [f32; 3] = [0.18, 0.20, 0.12];
 
+/// The median red-cell diameter, in pixels, of the Kaggle `dataset2` TRAIN images (the training scale),
+/// as [`crate::scale::estimate_rbc_diameter`] measures it: `models/results/rbc-scale.md`. A card's
+/// `rbc_diameter_px` overrides it.
+pub const REFERENCE_RBC_PX: f32 = 41.4;
+
 /// The input tensor shape `[N, C, H, W]` for one image.
 pub const INPUT_SHAPE: [usize; 4] = [1, 3, INPUT as usize, INPUT as usize];
 
@@ -46,6 +53,43 @@ pub fn scale_factor(width: u32, height: u32) -> u32 {
 /// Step 1: brings a frame to the training scale by integer block averaging.
 pub fn to_training_scale(frame: &Frame) -> Frame {
     frame.downscale(scale_factor(frame.width(), frame.height()))
+}
+
+/// How step 1 brings a frame to the training scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scaling {
+    /// By the frame's size ([`to_training_scale`]): right for Kaggle/BCCD-like microscopes.
+    FrameSize,
+    /// By the slide's red cells: the frame is resized by `reference_px / rbc_px`, so that its red cells of
+    /// `rbc_px` pixels measure the model's `reference_px`.
+    Rbc {
+        /// The red-cell diameter in this frame's pixels (measured or given by a calibrated microscope).
+        rbc_px: f32,
+        /// The red-cell diameter at the training scale (the card's, or [`REFERENCE_RBC_PX`]).
+        reference_px: f32,
+    },
+}
+
+/// Step 1 either way ([`Scaling`]). A red-cell resize is block averaging by the integer part of a
+/// shrink, then bilinear ([`resize_bilinear`]); the result is at least 1×1 and at most
+/// [`crate::frame::MAX_SIDE`] a side (a ratio that is not a positive number leaves the frame as it is).
+pub fn scale_frame(frame: &Frame, scaling: Scaling) -> Frame {
+    let Scaling::Rbc {
+        rbc_px,
+        reference_px,
+    } = scaling
+    else {
+        return to_training_scale(frame);
+    };
+    let s = reference_px / rbc_px;
+    if !s.is_finite() || s <= 0.0 {
+        return frame.clone();
+    }
+    let side = |v: u32| ((v as f32 * s).round() as u32).clamp(1, crate::frame::MAX_SIDE);
+    let (ow, oh) = (side(frame.width()), side(frame.height()));
+    let k = if s < 1.0 { (1.0 / s).floor() as u32 } else { 1 };
+    let blocked = frame.downscale(k);
+    resize_bilinear(&blocked, ow, oh)
 }
 
 /// The integer nucleus score of one pixel: Wright–Giemsa stains nuclei violet (blue above green), while
@@ -141,7 +185,12 @@ pub fn cell_input(frame: &Frame, cx: u32, cy: u32) -> Frame {
 /// Steps 1–4 for a frame holding one white cell (the Kaggle images): returns the `u8` input image and the
 /// located centre in training-scale coordinates.
 pub fn frame_input(frame: &Frame) -> (Frame, (u32, u32)) {
-    let scaled = to_training_scale(frame);
+    frame_input_with(frame, Scaling::FrameSize)
+}
+
+/// [`frame_input`] with step 1 done as `scaling` says (the centre is in the scaled frame's coordinates).
+pub fn frame_input_with(frame: &Frame, scaling: Scaling) -> (Frame, (u32, u32)) {
+    let scaled = scale_frame(frame, scaling);
     let (cx, cy) = locate(&scaled);
     (cell_input(&scaled, cx, cy), (cx, cy))
 }
@@ -233,6 +282,26 @@ mod tests {
         assert!((t[0] - (1.0 - MEAN[0]) / STD[0]).abs() < 1e-6);
         assert!((t[1] - (0.0 - MEAN[0]) / STD[0]).abs() < 1e-6);
         assert!((t[3] - (1.0 - MEAN[1]) / STD[1]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rbc_scaling_brings_red_cells_to_the_reference() {
+        let f = Frame::filled(120, 90, [9, 9, 9]).unwrap();
+        let rbc = |rbc_px, reference_px| Scaling::Rbc {
+            rbc_px,
+            reference_px,
+        };
+        let up = scale_frame(&f, rbc(40.0, 50.0));
+        assert_eq!((up.width(), up.height()), (150, 113));
+        let down = scale_frame(&f, rbc(100.0, 25.0));
+        assert_eq!((down.width(), down.height()), (30, 23));
+        assert!(down.data().iter().all(|&v| v == 9));
+        // Nonsense ratios leave the frame alone; extreme ones stay within the frame limits.
+        assert_eq!(scale_frame(&f, rbc(0.0, 50.0)), f);
+        assert_eq!(scale_frame(&f, rbc(f32::NAN, 50.0)), f);
+        let tiny = scale_frame(&f, rbc(1e9, 50.0));
+        assert_eq!((tiny.width(), tiny.height()), (1, 1));
+        assert_eq!(scale_frame(&f, Scaling::FrameSize), to_training_scale(&f));
     }
 
     proptest! {

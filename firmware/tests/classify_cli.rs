@@ -236,3 +236,93 @@ fn truncated_jpegs_are_named_never_typed() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--rbc-px` takes a red-cell diameter or `auto`; anything else is one clear error naming the flag, and
+/// nothing is classified.
+#[test]
+fn a_bad_rbc_px_is_one_clear_error() {
+    for bad in ["0", "-3", "abc", "1e9", "nan", ""] {
+        let out = bin()
+            .args(["classify", "--rbc-px", bad])
+            .arg(samples())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?} accepted: {stderr}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(errors.len(), 1, "{bad:?}: {stderr}");
+        assert!(errors[0].contains("--rbc-px"), "{bad:?}: {stderr}");
+        assert!(stderr.contains("red-cell diameter"), "{bad:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// A given diameter and `auto` both type every image, and the JSON line says which diameter was used.
+#[test]
+fn rbc_px_given_or_auto_types_every_image() {
+    for v in ["46", "auto"] {
+        let out = bin()
+            .args(["classify", "--json", "--rbc-px", v])
+            .arg(samples())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{v}: {stderr}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 12, "{v}: {stderr}");
+        for l in text.lines() {
+            let j: serde_json::Value = serde_json::from_str(l).unwrap();
+            let warned = stderr.contains(j["path"].as_str().unwrap());
+            // Measured (or given) unless a warning named the image.
+            assert_eq!(j["rbc_px"].is_f64(), !warned, "{v}: {l} {stderr}");
+        }
+        if v == "46" {
+            assert!(text.contains("\"rbc_px\":46.0"), "{text}");
+        }
+    }
+}
+
+/// `--rbc-px auto` on a crop with no red cell says so once for that image, still types it (scaled by its
+/// size) and exits 0.
+#[test]
+fn rbc_px_auto_without_red_cells_warns_once_per_image() {
+    let dir = std::env::temp_dir().join(format!("leuko-cli-norbc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A white cell alone on the plasma: a violet nucleus in pale cytoplasm.
+    let (w, h) = (120u32, 120u32);
+    let mut data = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let r2 = (x as i32 - 60).pow(2) + (y as i32 - 60).pow(2);
+            data.extend_from_slice(match r2 {
+                r if r < 25 * 25 => &[90u8, 40, 150],
+                r if r < 45 * 45 => &[190, 160, 175],
+                _ => &[205, 200, 195],
+            });
+        }
+    }
+    let png = leukoscope::Frame::new(w, h, data)
+        .unwrap()
+        .to_png()
+        .unwrap();
+    let crop = dir.join("lonely.png");
+    std::fs::write(&crop, png).unwrap();
+    let out = bin()
+        .args(["classify", "--json", "--rbc-px", "auto"])
+        .arg(&crop)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("lonely.png"), "{stderr}");
+    assert!(warnings[0].contains("no red cell"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(!stdout.contains("rbc_px"), "{stdout}");
+}

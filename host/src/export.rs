@@ -125,6 +125,8 @@ pub fn write_float_model(
         metrics: serde_json::json!({}),
         latency: serde_json::json!({}),
         quantization: serde_json::Value::Null,
+        // Trained on the Kaggle images, whose red cells measure the reference diameter.
+        rbc_diameter_px: Some(preprocess::REFERENCE_RBC_PX),
         adaptation: None,
     };
     write_model(onnx_path, &bytes, card)

@@ -81,9 +81,15 @@ pub fn scale_frame(frame: &Frame, scaling: Scaling) -> Frame {
     else {
         return to_training_scale(frame);
     };
-    let s = reference_px / rbc_px;
+    let mut s = reference_px / rbc_px;
     if !s.is_finite() || s <= 0.0 {
         return frame.clone();
+    }
+    // Never more than the pixels a decoded file may have: a tiny given diameter on a large frame would
+    // otherwise ask for gigabytes.
+    let pixels = f64::from(frame.width()) * f64::from(frame.height()) * f64::from(s) * f64::from(s);
+    if pixels > crate::frame::MAX_PIXELS as f64 {
+        s *= (crate::frame::MAX_PIXELS as f64 / pixels).sqrt() as f32;
     }
     let side = |v: u32| ((v as f32 * s).round() as u32).clamp(1, crate::frame::MAX_SIDE);
     let (ow, oh) = (side(frame.width()), side(frame.height()));
@@ -302,6 +308,11 @@ mod tests {
         let tiny = scale_frame(&f, rbc(1e9, 50.0));
         assert_eq!((tiny.width(), tiny.height()), (1, 1));
         assert_eq!(scale_frame(&f, Scaling::FrameSize), to_training_scale(&f));
+        // A tiny diameter on a big frame is capped at the decoder's pixel budget, not gigabytes.
+        let big = Frame::filled(4000, 3000, [9, 9, 9]).unwrap();
+        let huge = scale_frame(&big, rbc(4.0, 41.4));
+        let pixels = u64::from(huge.width()) * u64::from(huge.height());
+        assert!(pixels <= crate::frame::MAX_PIXELS * 101 / 100, "{pixels}");
     }
 
     proptest! {

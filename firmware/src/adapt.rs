@@ -411,7 +411,8 @@ fn find_head(path: &Path, g: &pb::GraphProto, classes: usize) -> Result<Head, Ad
     })
 }
 
-fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
+/// A float initializer (also [`crate::testing::graphs`]'s).
+pub(crate) fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
     pb::TensorProto {
         name: name.to_string(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -421,7 +422,8 @@ fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
     }
 }
 
-fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+/// A node named after its one output.
+pub(crate) fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.to_string(),
         name: output.to_string(),
@@ -431,7 +433,8 @@ fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
     }
 }
 
-fn float_output(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
+/// A float graph input or output of fixed dims.
+pub(crate) fn float_output(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension, Dimension};
     pb::ValueInfoProto {
         name: name.to_string(),

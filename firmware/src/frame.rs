@@ -484,11 +484,10 @@ mod tests {
         c
     }
 
-    #[test]
-    fn a_decompression_bomb_is_refused_from_its_header() {
-        // 60000 x 60000 RGB in a few hundred bytes: one zlib stream of zeros would fill 10 GB.
-        let mut ihdr = 60_000u32.to_be_bytes().to_vec();
-        ihdr.extend_from_slice(&60_000u32.to_be_bytes());
+    /// A PNG of a few dozen bytes whose header claims `width × height` RGB pixels (an empty zlib stream).
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&height.to_be_bytes());
         ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         png.extend(chunk(b"IHDR", &ihdr));
@@ -497,6 +496,13 @@ mod tests {
             &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
         ));
         png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_from_its_header() {
+        // 60000 x 60000 RGB in a few hundred bytes: one zlib stream of zeros would fill 10 GB.
+        let png = png_claiming(60_000, 60_000);
         let t = std::time::Instant::now();
         let err = Frame::decode(&png).unwrap_err();
         assert!(
@@ -512,16 +518,7 @@ mod tests {
         );
         assert!(t.elapsed().as_secs_f32() < 1.0, "refused before decoding");
         // Within the side limit but over the pixel budget (12000 x 12000 = 144 Mpx).
-        let mut ihdr = 12_000u32.to_be_bytes().to_vec();
-        ihdr.extend_from_slice(&12_000u32.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        png.extend(chunk(b"IHDR", &ihdr));
-        png.extend(chunk(
-            b"IDAT",
-            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-        ));
-        png.extend(chunk(b"IEND", &[]));
+        let png = png_claiming(12_000, 12_000);
         let err = Frame::decode(&png).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
         assert!(err.to_string().contains("12000x12000"), "{err}");

@@ -1,49 +1,19 @@
 //! Small hand-built ONNX graphs for the containment tests: each takes the device's input
-//! (`[1, 3, 128, 128]` f32) and misbehaves in one way, with a card that matches it byte for byte.
+//! (`[1, 3, 128, 128]` f32) and misbehaves in one way, with a card that matches it byte for byte. The
+//! graph pieces are [`crate::adapt`]'s own.
 
 use tract_onnx::pb;
-use tract_onnx::prelude::tract_itertools::Itertools;
 
+use crate::adapt::{float_output, float_tensor, node};
 use crate::model::{sha256_hex, ModelBytes, ModelSource};
 use crate::preprocess;
 
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension, Dimension};
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+/// The classes of the embedded card.
+const CLASSES: usize = 4;
 
-fn node(
-    op: &str,
-    inputs: &[&str],
-    output: &str,
-    attributes: Vec<pb::AttributeProto>,
-) -> pb::NodeProto {
-    pb::NodeProto {
-        op_type: op.into(),
-        name: output.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        attribute: attributes,
-        ..Default::default()
-    }
+fn with(mut n: pb::NodeProto, attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
+    n.attribute = attribute;
+    n
 }
 
 fn ints(name: &str, values: &[i64]) -> pb::AttributeProto {
@@ -74,16 +44,6 @@ fn zero() -> pb::AttributeProto {
     }
 }
 
-fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: pb::tensor_proto::DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
-
 fn int64_tensor(name: &str, values: &[i64]) -> pb::TensorProto {
     pb::TensorProto {
         name: name.into(),
@@ -94,22 +54,30 @@ fn int64_tensor(name: &str, values: &[i64]) -> pb::TensorProto {
     }
 }
 
-/// A model of these nodes and initializers reading `x` and writing `y`, with the embedded default's card
-/// (classes, preprocessing) re-hashed for it.
-fn model(
-    nodes: Vec<pb::NodeProto>,
-    initializer: Vec<pb::TensorProto>,
-    output: &[i64],
-    name: &str,
-) -> ModelBytes {
+/// Logits `output` = (mean of each channel of `x`) · `weight` (`[3, CLASSES]`, all `w`).
+fn logits(output: &str, w: f32) -> (Vec<pb::NodeProto>, pb::TensorProto) {
+    (
+        vec![
+            with(
+                node("ReduceMean", &["x"], "m"),
+                vec![ints("axes", &[2, 3]), int("keepdims", 0)],
+            ),
+            node("MatMul", &["m", "weight"], output),
+        ],
+        float_tensor("weight", &[3, CLASSES], &[w; 3 * CLASSES]),
+    )
+}
+
+/// A model of these nodes and initializers reading `x` and writing `y` (`[1, CLASSES]`), with the
+/// embedded default's card (classes, preprocessing) re-hashed for it.
+fn model(nodes: Vec<pb::NodeProto>, initializer: Vec<pb::TensorProto>, name: &str) -> ModelBytes {
     use prost::Message;
-    let input: Vec<i64> = preprocess::INPUT_SHAPE.iter().map(|&d| d as i64).collect();
     let graph = pb::GraphProto {
         name: name.into(),
         node: nodes,
         initializer,
-        input: vec![value_info("x", &input)],
-        output: vec![value_info("y", output)],
+        input: vec![float_output("x", &preprocess::INPUT_SHAPE)],
+        output: vec![float_output("y", &[1, CLASSES])],
         ..Default::default()
     };
     let proto = pb::ModelProto {
@@ -137,60 +105,22 @@ fn model(
 
 /// Mean of each channel times a matrix of NaN: NaN logits for every input.
 pub fn nan_logits() -> ModelBytes {
-    let classes = 4;
-    model(
-        vec![
-            node(
-                "ReduceMean",
-                &["x"],
-                "m",
-                vec![ints("axes", &[2, 3]), int("keepdims", 0)],
-            ),
-            node("MatMul", &["m", "w"], "y", vec![]),
-        ],
-        vec![float_tensor("w", &[3, classes], &[f32::NAN; 12])],
-        &[1, classes],
-        "nan-logits",
-    )
+    let (nodes, weight) = logits("y", f32::NAN);
+    model(nodes, vec![weight], "nan-logits")
 }
 
 /// The logits plus a constant tensor of `elements` f32 zeros (`ConstantOfShape`), so the graph holds one
 /// tensor of that size.
 pub fn huge_constant(elements: [i64; 2]) -> ModelBytes {
-    let classes = 4;
+    let (mut nodes, weight) = logits("logits", 0.5);
+    nodes.extend([
+        with(node("ConstantOfShape", &["shape"], "big"), vec![zero()]),
+        with(node("ReduceSum", &["big"], "s"), vec![int("keepdims", 1)]),
+        node("Add", &["logits", "s"], "y"),
+    ]);
     model(
-        vec![
-            node(
-                "ReduceMean",
-                &["x"],
-                "m",
-                vec![ints("axes", &[2, 3]), int("keepdims", 0)],
-            ),
-            node("MatMul", &["m", "w"], "logits", vec![]),
-            node("ConstantOfShape", &["shape"], "big", vec![zero()]),
-            node("ReduceSum", &["big"], "s", vec![int("keepdims", 1)]),
-            node("Add", &["logits", "s"], "y", vec![]),
-        ],
-        vec![
-            float_tensor("w", &[3, classes], &[0.5; 12]),
-            int64_tensor("shape", &elements),
-        ],
-        &[1, classes],
+        nodes,
+        vec![weight, int64_tensor("shape", &elements)],
         "huge-constant",
     )
-}
-
-/// Names of the ops each graph here uses (for messages).
-pub fn ops(m: &ModelBytes) -> String {
-    use prost::Message;
-    pb::ModelProto::decode(m.onnx.as_slice())
-        .map(|p| {
-            p.graph
-                .unwrap_or_default()
-                .node
-                .iter()
-                .map(|n| n.op_type.clone())
-                .join(", ")
-        })
-        .unwrap_or_default()
 }

@@ -85,6 +85,31 @@ pub struct Cell {
     pub crop: Option<Frame>,
     /// The classifier's verdict, once typed.
     pub prediction: Option<Prediction>,
+    /// What a person said on review, if anyone did: it wins over the classifier.
+    pub review: Option<Review>,
+}
+
+/// What a reviewer says a cell is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// One of the model's classes (an index into its class list).
+    Class(usize),
+    /// A white cell the reviewer cannot type either: it counts as unidentified.
+    Unidentified,
+    /// Not a white cell (debris, a smudge, a clump of platelets): left out of the count.
+    NotWhiteCell,
+}
+
+/// A reviewer's verdict on one cell, as the journal records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Review {
+    /// What the cell is.
+    pub verdict: Verdict,
+    /// The signed-in operator who said so.
+    pub by: String,
+    /// When, seconds since the Unix epoch.
+    pub unix: u64,
 }
 
 impl Cell {
@@ -95,12 +120,26 @@ impl Cell {
             nucleus: None,
             crop: None,
             prediction: None,
+            review: None,
         }
     }
 
-    /// The type the count uses: `None` when unidentified or not typed yet.
+    /// The type the count uses: the reviewer's when reviewed, else the classifier's; `None` when
+    /// unidentified, not typed yet, or not a white cell.
     pub fn class(&self) -> Option<usize> {
-        self.prediction.as_ref().and_then(|p| p.class)
+        match self.review.as_ref().map(|r| r.verdict) {
+            Some(Verdict::Class(c)) => Some(c),
+            Some(Verdict::Unidentified | Verdict::NotWhiteCell) => None,
+            None => self.prediction.as_ref().and_then(|p| p.class),
+        }
+    }
+
+    /// Whether the cell counts at all: every cell does, unless a reviewer marked it not a white cell.
+    pub fn is_white_cell(&self) -> bool {
+        !matches!(
+            self.review.as_ref().map(|r| r.verdict),
+            Some(Verdict::NotWhiteCell)
+        )
     }
 }
 

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 /// The report's name for cells below the model's confidence threshold.
 pub const UNIDENTIFIED: &str = "UNIDENTIFIED";
 
+/// The review's name for a cell a person marked as not a white cell (debris, a smudge): never counted.
+pub const NOT_WHITE_CELL: &str = "NOT_A_WHITE_CELL";
+
 /// Most classes a model may have (a card listing more is refused, not a panic or a huge report).
 pub const MAX_CLASSES: usize = 64;
 
@@ -35,9 +38,10 @@ pub enum ClassesError {
     /// Two names that differ only in case.
     #[error("class {0:?} is listed twice (names are compared ignoring case)")]
     Duplicate(String),
-    /// `UNIDENTIFIED` is the report's word for an untyped cell, not a class.
+    /// `UNIDENTIFIED` (an untyped cell) and `NOT_A_WHITE_CELL` (a review verdict) are not classes.
     #[error(
-        "{UNIDENTIFIED:?} cannot be a class name: it is the report's word for an untyped cell"
+        "{UNIDENTIFIED:?} and {NOT_WHITE_CELL:?} cannot be class names: they are the report's words for \
+         an untyped cell and for what is not a white cell"
     )]
     Reserved,
 }
@@ -66,7 +70,7 @@ impl Classes {
             {
                 return Err(ClassesError::BadName(n.clone()));
             }
-            if n.eq_ignore_ascii_case(UNIDENTIFIED) {
+            if n.eq_ignore_ascii_case(UNIDENTIFIED) || n.eq_ignore_ascii_case(NOT_WHITE_CELL) {
                 return Err(ClassesError::Reserved);
             }
             if names[..i].iter().any(|m| m.eq_ignore_ascii_case(n)) {

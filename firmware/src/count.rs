@@ -126,9 +126,12 @@ impl Differential {
         &self.classes
     }
 
-    /// Counts one cell (an untyped cell counts as unidentified).
+    /// Counts one cell (an untyped cell counts as unidentified; one a reviewer marked not a white cell
+    /// does not count).
     pub fn add(&mut self, cell: &Cell) {
-        self.add_class(cell.class());
+        if cell.is_white_cell() {
+            self.add_class(cell.class());
+        }
     }
 
     /// Counts one cell of a class index (`None`, or an index past the classes: unidentified).

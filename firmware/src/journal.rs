@@ -9,7 +9,14 @@
 //! the line break. Records ([`Record`], told apart by `"type"`): a `start` header (what made the
 //! session: target, slide or board, software, analyzer, model and sha256, unidentified threshold,
 //! classes), `cell` (box, prediction, crop as base64 PNG), `frame_done`, `paused`, `resumed`,
-//! `finished`. Version 1 journals (`CCCCCCCC {json}` lines) are refused with a clear error.
+//! `finished`, and the review's `reviewed` (a person's verdict on one cell), `signed` (the report is
+//! locked) and `amended` (a signed report unlocked again, with who and why). Version 2 journals (no review
+//! records) are read as they are; version 1 journals (`CCCCCCCC {json}` lines) are refused with a clear
+//! error.
+//!
+//! **Review**: a `reviewed` record names its cell by frame id and index; the last verdict on a cell wins.
+//! After `signed`, nothing may change until an `amended` record: a journal that breaks this (a review or
+//! a frame after sign-off) is refused as corrupt.
 //!
 //! **Atomicity per frame**: a frame's cells are appended and fsync'd, then its `frame_done` is appended and
 //! fsync'd, and only then are the cells shown. A cell counts only when its frame's `frame_done` is in the
@@ -28,13 +35,16 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{Cell, Prediction};
+use crate::cell::{Cell, Prediction, Review, Verdict};
 use crate::frame::Frame;
 use crate::pipeline::Analysis;
 use crate::rect::Rect;
 
 /// Journal format version written in the `start` record.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
+
+/// The oldest version this build reads (version 2 has no review records).
+pub const OLDEST_VERSION: u32 = 2;
 
 /// What made a session: the journal's first record. A resumed session must be the same session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -165,6 +175,52 @@ pub enum Record {
         /// Seconds since the Unix epoch.
         unix: u64,
     },
+    /// A person's verdict on one counted cell.
+    Reviewed {
+        /// The cell's frame id.
+        frame: u64,
+        /// The cell's position within its frame.
+        index: u32,
+        /// The verdict, who gave it and when.
+        #[serde(flatten)]
+        review: Review,
+    },
+    /// The report was signed: locked until an amendment.
+    Signed {
+        /// The operator who signed.
+        by: String,
+        /// Seconds since the Unix epoch.
+        unix: u64,
+    },
+    /// A signed report was unlocked to be changed (it must be signed again).
+    Amended {
+        /// The operator who amended it.
+        by: String,
+        /// Why, in words.
+        reason: String,
+        /// Seconds since the Unix epoch.
+        unix: u64,
+    },
+}
+
+/// A sign-off of the report (the journal's `signed` record).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignOff {
+    /// The operator who signed.
+    pub by: String,
+    /// Seconds since the Unix epoch.
+    pub unix: u64,
+}
+
+/// An amendment: a signed report unlocked again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Amendment {
+    /// The operator who amended it.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// Seconds since the Unix epoch.
+    pub unix: u64,
 }
 
 impl Record {
@@ -222,12 +278,20 @@ pub struct State {
     pub orphan_cells: u32,
     /// A `finished` record is present.
     pub finished: bool,
+    /// Every sign-off, in order.
+    pub sign_offs: Vec<SignOff>,
+    /// Every amendment, in order.
+    pub amendments: Vec<Amendment>,
+    /// `reviewed` records.
+    pub reviews: u32,
     /// Bytes of a torn last line that were ignored.
     pub torn_bytes: u64,
     /// Valid records.
     pub records: usize,
     /// Byte length of the valid prefix.
     valid_len: u64,
+    /// The last of the sign-offs and amendments is an amendment.
+    amended_last: bool,
 }
 
 impl State {
@@ -239,9 +303,13 @@ impl State {
             next_frame: 0,
             orphan_cells: 0,
             finished: false,
+            sign_offs: Vec::new(),
+            amendments: Vec::new(),
+            reviews: 0,
             torn_bytes: 0,
             records: 0,
             valid_len: 0,
+            amended_last: false,
         }
     }
 
@@ -258,6 +326,78 @@ impl State {
     /// Committed cells, in journal order.
     pub fn cells(&self) -> impl Iterator<Item = &Cell> {
         self.frames.iter().flat_map(|f| &f.cells)
+    }
+
+    /// The last sign-off, while it holds (no amendment since): the report is locked.
+    pub fn signed(&self) -> Option<&SignOff> {
+        if self.amended_last {
+            None
+        } else {
+            self.sign_offs.last()
+        }
+    }
+
+    /// The cell of frame id `frame` at `index`, if committed.
+    pub fn cell(&self, frame: u64, index: u32) -> Option<&Cell> {
+        let f = self.frames.iter().find(|f| f.frame == frame)?;
+        f.cells.get(index as usize)
+    }
+
+    /// Checks a review record against what the journal holds and applies it.
+    fn apply(&mut self, record: &Record) -> Result<(), String> {
+        match record {
+            Record::Reviewed {
+                frame,
+                index,
+                review,
+            } => {
+                if let Some(s) = self.signed() {
+                    return Err(format!(
+                        "the report was signed by {} and is locked: amend it first",
+                        s.by
+                    ));
+                }
+                if let Verdict::Class(c) = review.verdict {
+                    if c >= self.header.analysis.classes.len() {
+                        return Err(format!(
+                            "class index {c}, the model has {} classes",
+                            self.header.analysis.classes.len()
+                        ));
+                    }
+                }
+                let cell = self
+                    .frames
+                    .iter_mut()
+                    .find(|f| f.frame == *frame)
+                    .and_then(|f| f.cells.get_mut(*index as usize))
+                    .ok_or_else(|| format!("no counted cell {index} in frame {frame}"))?;
+                cell.review = Some(review.clone());
+                self.reviews += 1;
+            }
+            Record::Signed { by, unix } => {
+                if let Some(s) = self.signed() {
+                    return Err(format!("already signed by {}", s.by));
+                }
+                self.sign_offs.push(SignOff {
+                    by: by.clone(),
+                    unix: *unix,
+                });
+                self.amended_last = false;
+            }
+            Record::Amended { by, reason, unix } => {
+                if self.signed().is_none() {
+                    return Err("an amendment of a report that is not signed".into());
+                }
+                self.amendments.push(Amendment {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                    unix: *unix,
+                });
+                self.amended_last = true;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -292,7 +432,7 @@ pub enum JournalError {
         reason: String,
     },
     /// A journal of another format version.
-    #[error("{path}: journal format version {found}, this leukoscope reads version {VERSION}; rebuild its report with the leukoscope that wrote it, or start a new journal")]
+    #[error("{path}: journal format version {found}, this leukoscope reads versions {OLDEST_VERSION} to {VERSION}; rebuild its report with the leukoscope that wrote it, or start a new journal")]
     Version {
         /// The journal.
         path: PathBuf,
@@ -307,6 +447,14 @@ pub enum JournalError {
         /// The journal.
         path: PathBuf,
         /// What differs.
+        reason: String,
+    },
+    /// A review, sign-off or amendment that the journal's state does not allow.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
         reason: String,
     },
     /// A cell's crop could not be encoded.
@@ -387,6 +535,29 @@ impl Journal {
                 reason,
             });
         }
+        if let Some(s) = state.signed() {
+            return Err(JournalError::Refused {
+                path: path.to_owned(),
+                reason: format!(
+                    "the count was signed by {} and is locked; it cannot be counted further",
+                    s.by
+                ),
+            });
+        }
+        let mut j = Journal::open(path, state)?;
+        j.append(&Record::Resumed { unix: unix_now() })?;
+        j.sync()?;
+        Ok(j)
+    }
+
+    /// Opens an existing journal to review it (no `resumed` record: no session continues it).
+    pub fn review(path: &Path) -> Result<Self, JournalError> {
+        let state = read(path)?;
+        Journal::open(path, state)
+    }
+
+    /// Opens `path`, replayed as `state`, for appending, cutting off a torn last line first.
+    fn open(path: &Path, state: State) -> Result<Self, JournalError> {
         let file = OpenOptions::new()
             .write(true)
             .open(path)
@@ -400,14 +571,38 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(io_err(path))?;
-        let mut j = Journal {
+        Ok(Journal {
             file,
             path: path.to_owned(),
             state,
-        };
-        j.append(&Record::Resumed { unix: unix_now() })?;
-        j.sync()?;
-        Ok(j)
+        })
+    }
+
+    /// Appends a review record (`reviewed`, `signed`, `amended`) after checking that the journal's state
+    /// allows it ([`JournalError::Refused`] and nothing written otherwise), syncs it, and applies it.
+    /// When this returns the record is durable.
+    pub fn record_review(&mut self, record: Record) -> Result<(), JournalError> {
+        if !matches!(
+            record,
+            Record::Reviewed { .. } | Record::Signed { .. } | Record::Amended { .. }
+        ) {
+            return Err(JournalError::Refused {
+                path: self.path.clone(),
+                reason: "not a review record".into(),
+            });
+        }
+        let mut next = self.state.clone();
+        next.apply(&record)
+            .map_err(|reason| JournalError::Refused {
+                path: self.path.clone(),
+                reason,
+            })?;
+        self.append(&record)?;
+        self.sync()?;
+        next.records = self.state.records;
+        next.valid_len = self.state.valid_len;
+        self.state = next;
+        Ok(())
     }
 
     /// What the journal holds so far.
@@ -625,7 +820,7 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
         None => return Err(corrupt(1, "empty journal (no start record)".into())),
         Some((_, Err(e))) => return Err(corrupt(1, e)),
         Some((_, Ok(Record::Start { version, header }))) => {
-            if version != VERSION {
+            if !(OLDEST_VERSION..=VERSION).contains(&version) {
                 return Err(JournalError::Version {
                     path: path.to_owned(),
                     found: version,
@@ -650,6 +845,9 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
                 crop_png,
                 ..
             } => {
+                if st.signed().is_some() {
+                    return Err(corrupt(i + 1, "a cell after sign-off".into()));
+                }
                 st.next_frame = st.next_frame.max(frame + 1);
                 let cell = into_cell(bbox, prediction, crop_png).map_err(|e| corrupt(i + 1, e))?;
                 pending.entry(frame).or_default().push(cell);
@@ -685,6 +883,9 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
             }
             Record::Finished { .. } => st.finished = true,
             Record::Paused { .. } | Record::Resumed { .. } => {}
+            review @ (Record::Reviewed { .. } | Record::Signed { .. } | Record::Amended { .. }) => {
+                st.apply(&review).map_err(|e| corrupt(i + 1, e))?
+            }
         }
     }
     st.orphan_cells = pending.values().map(|v| v.len() as u32).sum();
@@ -746,6 +947,140 @@ mod tests {
             prediction: Some(Prediction::from_logits(&logits, 0.5)),
             ..Cell::new(Rect::new(1, 2, 3, 4 + index))
         }
+    }
+
+    fn verdict(frame: u64, index: u32, verdict: Verdict, by: &str) -> Record {
+        Record::Reviewed {
+            frame,
+            index,
+            review: Review {
+                verdict,
+                by: by.into(),
+                unix: 5,
+            },
+        }
+    }
+
+    #[test]
+    fn reviews_sign_offs_and_amendments_replay_and_lock() {
+        let p = tmp("review.journal");
+        let mut j = Journal::create(&p, header(0)).unwrap();
+        let id = j.next_frame();
+        j.commit_frame(id, 0, None, 0, &[cell(0), cell(1), cell(2)])
+            .unwrap();
+        j.finish().unwrap();
+        drop(j);
+        let mut j = Journal::review(&p).unwrap();
+        // Cell 1 is unidentified by the classifier (confidence below 0.5); the reviewer types it.
+        assert_eq!(j.state().cell(id, 1).unwrap().class(), None);
+        j.record_review(verdict(id, 1, Verdict::Class(0), "alice"))
+            .unwrap();
+        j.record_review(verdict(id, 2, Verdict::NotWhiteCell, "alice"))
+            .unwrap();
+        for bad in [
+            verdict(id, 3, Verdict::Class(0), "alice"),
+            verdict(id + 1, 0, Verdict::Class(0), "alice"),
+            verdict(id, 0, Verdict::Class(3), "alice"),
+            Record::Amended {
+                by: "bob".into(),
+                reason: "not signed yet".into(),
+                unix: 6,
+            },
+            Record::Resumed { unix: 6 },
+        ] {
+            let len = std::fs::metadata(&p).unwrap().len();
+            assert!(matches!(
+                j.record_review(bad),
+                Err(JournalError::Refused { .. })
+            ));
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), len, "nothing written");
+        }
+        j.record_review(Record::Signed {
+            by: "alice".into(),
+            unix: 7,
+        })
+        .unwrap();
+        let locked = j.record_review(verdict(id, 0, Verdict::Unidentified, "bob"));
+        assert!(matches!(locked, Err(JournalError::Refused { .. })));
+        drop(j);
+        let st = read(&p).unwrap();
+        assert_eq!(st.reviews, 2);
+        assert_eq!(st.signed().unwrap().by, "alice");
+        assert_eq!(st.cell(id, 1).unwrap().class(), Some(0));
+        assert!(!st.cell(id, 2).unwrap().is_white_cell());
+        let r = crate::report::Report::from_journal(&st);
+        assert_eq!(
+            r.differential.total(),
+            2,
+            "the not-a-white-cell is left out"
+        );
+        assert_eq!(r.differential.count(Some(0)), 1);
+        assert!(!r.frames[0].counts(2) && r.frames[0].counts(1));
+        assert!(matches!(
+            Journal::resume(&p),
+            Err(JournalError::Refused { .. })
+        ));
+        let mut j = Journal::review(&p).unwrap();
+        j.record_review(Record::Amended {
+            by: "bob".into(),
+            reason: "cell 0 is a monocyte".into(),
+            unix: 8,
+        })
+        .unwrap();
+        j.record_review(verdict(id, 0, Verdict::Class(2), "bob"))
+            .unwrap();
+        j.record_review(Record::Signed {
+            by: "bob".into(),
+            unix: 9,
+        })
+        .unwrap();
+        drop(j);
+        let st = read(&p).unwrap();
+        assert_eq!((st.sign_offs.len(), st.amendments.len()), (2, 1));
+        assert_eq!(st.signed().unwrap().by, "bob");
+        assert_eq!(st.cell(id, 0).unwrap().class(), Some(2));
+    }
+
+    #[test]
+    fn a_review_after_sign_off_in_the_file_is_corruption() {
+        let p = tmp("forged-review.journal");
+        let mut j = Journal::create(&p, header(0)).unwrap();
+        let id = j.next_frame();
+        j.commit_frame(id, 0, None, 0, &[cell(0)]).unwrap();
+        j.append(&Record::Signed {
+            by: "alice".into(),
+            unix: 1,
+        })
+        .unwrap();
+        j.append(&verdict(id, 0, Verdict::Class(1), "mallory"))
+            .unwrap();
+        j.append(&Record::Resumed { unix: 2 }).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        assert!(matches!(
+            read(&p),
+            Err(JournalError::Corrupt { line: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn version_2_journals_are_still_read() {
+        let p = tmp("v2.journal");
+        let start = Record::Start {
+            version: 2,
+            header: header(0),
+        };
+        std::fs::write(&p, encode_line(&start)).unwrap();
+        assert!(read(&p).is_ok());
+        let v9 = Record::Start {
+            version: 9,
+            header: header(0),
+        };
+        std::fs::write(&p, encode_line(&v9)).unwrap();
+        assert!(matches!(
+            read(&p),
+            Err(JournalError::Version { found: 9, .. })
+        ));
     }
 
     #[test]

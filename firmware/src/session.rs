@@ -156,6 +156,13 @@ pub enum Event<'a> {
     },
     /// The user must do something (move the slide and press the button).
     Prompt(&'a str),
+    /// A field's frame was captured and is about to be analysed (for a live view).
+    Captured {
+        /// Field index.
+        field: u32,
+        /// The frame.
+        frame: &'a Frame,
+    },
     /// A cell, already durable in the journal.
     Cell {
         /// Field index.
@@ -425,6 +432,10 @@ where
             Err(f) => return pause(scope, journal, &f, &format!("capturing field {field}")),
         };
         visited += 1;
+        on_event(&Event::Captured {
+            field,
+            frame: &frame,
+        });
         let mut cells = analyzer
             .analyze(&frame)
             .map_err(|e| SessionError::Analyzer {

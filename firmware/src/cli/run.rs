@@ -226,6 +226,7 @@ where
                 delay.as_millis()
             ),
             Event::Prompt(msg) => eprintln!(">>> {msg}"),
+            Event::Captured { .. } => {}
             // A closed stdout (`| head`) does not stop the count: every cell is in the journal.
             Event::Cell { field, cell } if !json => {
                 let _ = writeln!(

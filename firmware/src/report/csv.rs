@@ -79,7 +79,7 @@ pub fn to_string(r: &Report) -> String {
                 r.y1,
                 classes.label(c.class()),
                 probs.join(","),
-                i < f.counted
+                f.counts(i)
             );
         }
     }

@@ -4,8 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::{round4, Report};
-use crate::cell::Cell;
+use crate::cell::{Cell, Verdict};
 use crate::classes::Classes;
+use crate::classes::{NOT_WHITE_CELL, UNIDENTIFIED};
 use crate::count::reference_range;
 
 fn cell_value(c: &Cell, classes: &Classes, counted: bool) -> Value {
@@ -17,11 +18,21 @@ fn cell_value(c: &Cell, classes: &Classes, counted: bool) -> Value {
         "predicted": p.map(|p| classes.label(Some(p.predicted))),
         "probs": p.map_or(Vec::new(), |p| p.probs.iter().copied().map(round4).collect()),
         "counted": counted,
+        "review": c.review.as_ref().map(|r| json!({
+            "verdict": match r.verdict {
+                Verdict::Class(k) => classes.label(Some(k)),
+                Verdict::Unidentified => UNIDENTIFIED,
+                Verdict::NotWhiteCell => NOT_WHITE_CELL,
+            },
+            "by": r.by,
+            "date": super::iso_date(r.unix),
+        })),
     })
 }
 
 /// The report as a JSON value:
-/// `{"frames": [{"path", "cells": [{"bbox", "class", "confidence", "predicted", "probs", "counted"}],
+/// `{"frames": [{"path", "cells": [{"bbox", "class", "confidence", "predicted", "probs", "counted",
+/// "review": {"verdict", "by", "date"} | null}],
 /// "overflow", "error"?}], "differential": {...}, "total": n, "typed": n, "percent": {...}, "flags": [...],
 /// "target": n | null, "target_reached": bool, "errors": n, "reference": {...}, "classes": [...],
 /// "unidentified_threshold", "analyzer", "model": {"name", "sha256"} | null, "software", "date",
@@ -48,7 +59,7 @@ pub fn to_value(r: &Report) -> Value {
                 .cells
                 .iter()
                 .enumerate()
-                .map(|(i, c)| cell_value(c, classes, i < f.counted))
+                .map(|(i, c)| cell_value(c, classes, f.counts(i)))
                 .collect();
             let mut v = json!({"path": f.source, "cells": cells, "overflow": f.overflow});
             if let Some(e) = &f.error {

@@ -25,19 +25,27 @@ use crate::pipeline::FrameResult;
 /// Crops kept per class for the HTML gallery.
 pub const GALLERY_PER_CLASS: usize = 48;
 
-/// One frame in a report: where it came from and its cells, in order; the first `counted` count.
+/// One frame in a report: where it came from and its cells, in order; see [`FrameCells::counts`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct FrameCells {
     /// The file, or the session's field (`field 3`).
     pub source: String,
     /// Its cells. Only the gallery's cells keep their crop.
     pub cells: Vec<Cell>,
-    /// How many of `cells` (the first ones) were counted: the rest came after the target was reached.
+    /// How many of `cells` (the first ones) came before the target was reached: the rest were not
+    /// considered. Of these, all count but those a reviewer marked not a white cell.
     pub counted: usize,
     /// More cells than the per-frame capacity were found.
     pub overflow: bool,
     /// Why the frame could not be analysed (then `cells` is empty).
     pub error: Option<String>,
+}
+
+impl FrameCells {
+    /// Whether the frame's `index`-th cell is in the differential.
+    pub fn counts(&self, index: usize) -> bool {
+        index < self.counted && self.cells.get(index).is_some_and(Cell::is_white_cell)
+    }
 }
 
 /// What made a report.
@@ -169,6 +177,10 @@ impl Report {
             if keep {
                 self.differential.add(cell);
                 counted += 1;
+                if !cell.is_white_cell() {
+                    cell.crop = None;
+                    continue;
+                }
                 let slot = cell
                     .class()
                     .filter(|&c| c < self.classes().len())

@@ -31,6 +31,7 @@ pub mod segment;
 pub mod session;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod web;
 
 pub use cell::{Cell, Prediction};
 pub use classes::Classes;

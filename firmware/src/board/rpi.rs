@@ -94,7 +94,7 @@ pub type RpiStatus = PinStatusLed<OutputPin>;
 
 /// The microscope on a Pi.
 pub type RpiMicroscope = Microscope<
-    Box<dyn Camera<Error = CaptureError>>,
+    Box<dyn Camera<Error = CaptureError> + Send>,
     PwmLed<RpiPwm>,
     RpiStepper,
     XyStage<RpiStepper>,
@@ -235,5 +235,11 @@ impl Board {
             },
             _enables: enables,
         })
+    }
+
+    /// The microscope, and the pins that must live as long as it does (for the web page's
+    /// [`crate::web::device::Bench`]).
+    pub fn into_parts(self) -> (RpiMicroscope, Box<dyn Send>) {
+        (self.scope, Box::new(self._enables))
     }
 }

@@ -239,7 +239,9 @@ impl Default for CameraConfig {
 }
 
 /// Opens the configured camera.
-pub fn open(config: &CameraConfig) -> Result<Box<dyn Camera<Error = CaptureError>>, CaptureError> {
+pub fn open(
+    config: &CameraConfig,
+) -> Result<Box<dyn Camera<Error = CaptureError> + Send>, CaptureError> {
     match config.backend {
         Backend::Rpicam => Ok(Box::new(rpicam::RpiCam::new(config.clone()))),
         Backend::Replay => {

@@ -18,6 +18,8 @@ mod count;
 mod report_cmd;
 mod run;
 mod segment;
+mod serve;
+mod user;
 
 /// The command line.
 #[derive(Parser)]
@@ -45,6 +47,10 @@ enum Command {
     Report(report_cmd::Args),
     /// Calibrate a model to this lab's microscope from cells a technologist typed (one folder per class).
     Adapt(adapt::Args),
+    /// Serve the device's web page: live view, count, review, sign-off, reports, calibration.
+    Serve(serve::Args),
+    /// Add, change or remove the operators who may sign in to the web page.
+    User(user::Args),
 }
 
 impl Cli {
@@ -57,6 +63,8 @@ impl Cli {
             Command::Run(a) => run::run(&a),
             Command::Report(a) => report_cmd::run(&a),
             Command::Adapt(a) => adapt::run(&a),
+            Command::Serve(a) => serve::run(&a),
+            Command::User(a) => user::run(&a),
         }
     }
 }

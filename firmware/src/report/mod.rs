@@ -10,6 +10,7 @@
 //! decides a cell's type.
 
 pub mod csv;
+pub mod fhir;
 pub mod html;
 pub mod json;
 

@@ -146,7 +146,8 @@ where
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<Outcome, SessionError> {
         let out = session::run_until(&mut self.scope, analyzer, journal, cfg, interrupt, on_event);
-        self.light = cfg.light;
+        // A session ends (or pauses) with the light off: the next look turns it on again.
+        self.light = 0;
         out
     }
 }

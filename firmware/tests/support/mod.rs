@@ -55,18 +55,20 @@ pub struct Server {
 impl Server {
     /// `serve --sim --data DATA --listen LISTEN --refocus-every 0` plus `extra`.
     pub fn start(data: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = bin()
-            .args([
-                "serve",
-                "--sim",
-                "--refocus-every",
-                "0",
-                "--listen",
-                listen,
-                "--data",
-            ])
+        Server::start_with(bin(), data, listen, extra)
+    }
+
+    /// [`Server::start`] with the command given (e.g. under `taskset`).
+    pub fn start_with(mut cmd: Command, data: &Path, listen: &str, extra: &[&str]) -> Server {
+        let mut child = cmd
+            .args(["serve", "--sim", "--listen", listen, "--data"])
             .arg(data)
             .args(extra)
+            .args(if extra.contains(&"--refocus-every") {
+                &[][..]
+            } else {
+                &["--refocus-every", "0"][..]
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -103,6 +105,11 @@ impl Server {
     /// What the server wrote on stderr.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// kill -9.

@@ -34,6 +34,7 @@ pub fn report_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
         select_auc: true,
         bn_momentum: None,
         fold: None,
+        max_seconds: None,
     }
 }
 
@@ -53,6 +54,7 @@ pub fn improved_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
 }
 
 /// Trains with `recipe`, then evaluates the kept checkpoint on TEST; writes `<out>/<tag>.json` and `.md`.
+/// Returns the TEST report and the training run's log (epochs, images seen, time).
 #[allow(clippy::too_many_arguments)]
 pub fn run_one(
     arch: Arch,
@@ -63,9 +65,9 @@ pub fn run_one(
     out: &Path,
     device: Device,
     command: &str,
-) -> Result<Report, TrainError> {
+) -> Result<(Report, train::RunLog), TrainError> {
     let run_dir = runs.join(tag);
-    train::train(
+    let log = train::train(
         arch,
         recipe,
         &data::TrainSource::Folder(root.to_owned()),
@@ -77,7 +79,11 @@ pub fn run_one(
     let mut vs = vs;
     vs.set_device(device);
     let mut samples = data::list(root, "TEST")?;
-    if let Some(k) = recipe.limit_per_class {
+    // A smoke test's limit shrinks TEST too; a budgeted run is evaluated on the whole TEST split.
+    if let Some(k) = recipe
+        .limit_per_class
+        .filter(|_| recipe.max_seconds.is_none())
+    {
         samples = crate::data::CLASSES
             .iter()
             .flat_map(|&c| {
@@ -98,6 +104,7 @@ pub fn run_one(
         labels: inputs.labels.iter().map(|&l| l as usize).collect(),
     };
     let recipe_text = serde_json::to_string(recipe).expect("recipe serialises");
+    let t_eval = std::time::Instant::now();
     let report = eval::evaluate(&scores, arch.name(), "TEST", &recipe_text).map_err(|source| {
         TrainError::Eval {
             what: format!("{tag} on TEST"),
@@ -115,8 +122,48 @@ pub fn run_one(
         out.join(format!("{tag}.json")),
         serde_json::to_string_pretty(&report).expect("report serialises") + "\n",
     )?;
-    write(out.join(format!("{tag}.md")), report.to_markdown())?;
-    Ok(report)
+    let mut md = report.to_markdown();
+    if recipe.max_seconds.is_some() {
+        md += &format!(
+            "\n**CPU budget** ({}): {} training images ({} per class at most), {}×{} px inputs, {:.2} epochs \
+             ({} images seen), {:.1} min training + validation{}, TEST evaluated in {:.1} min on {} images; checkpoint of \
+             epoch {} (best validation AUC on held-out smears).\n",
+            budget_note(recipe),
+            log.n_train,
+            recipe
+                .limit_per_class
+                .map_or("all".to_string(), |k| k.to_string()),
+            leukoscope::preprocess::INPUT,
+            leukoscope::preprocess::INPUT,
+            log.epochs_run(),
+            log.images_seen(),
+            log.seconds() / 60.0,
+            if log.stopped_by_budget { ", stopped by the budget" } else { "" },
+            t_eval.elapsed().as_secs_f64() / 60.0,
+            samples.len(),
+            log.best_epoch,
+        );
+    }
+    write(out.join(format!("{tag}.md")), md)?;
+    Ok((report, log))
+}
+
+/// `budget 25 min, CPU: <model name>, N threads`.
+pub fn budget_note(recipe: &Recipe) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "budget {:.0} min, {cpu}, {} threads",
+        recipe.max_seconds.unwrap_or(0.0) / 60.0,
+        tch::get_num_threads()
+    )
 }
 
 /// The report's TEST averages (accuracy, AUC, loss) for its three models, for the side-by-side table.
@@ -129,12 +176,13 @@ pub fn report_numbers(arch: Arch) -> Option<(f64, f64, f64)> {
     }
 }
 
-/// A Markdown table of the report's numbers beside ours.
-pub fn comparison_table(rows: &[(String, Arch, Report)]) -> String {
+/// A Markdown table of the report's numbers beside ours, with what each of ours was trained on (training
+/// images, input side, epochs, images seen, wall time).
+pub fn comparison_table(rows: &[(String, Arch, Report, train::RunLog)]) -> String {
     let mut s = String::from(
-        "| model | recipe | TEST accuracy (report) | TEST accuracy (ours) | AUC (report) | AUC (ours) | loss (report) | loss (ours) |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| model | recipe | TEST accuracy (report) | TEST accuracy (ours) | AUC (report) | AUC (ours) | loss (report) | loss (ours) | ours: trained on | input | epochs | images seen | wall time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for (tag, arch, r) in rows {
+    for (tag, arch, r, log) in rows {
         let (ra, rauc, rl) = report_numbers(*arch).map_or(
             ("–".into(), "–".into(), "–".into()),
             |(a, u, l)| {
@@ -146,11 +194,17 @@ pub fn comparison_table(rows: &[(String, Arch, Report)]) -> String {
             },
         );
         s += &format!(
-            "| {} | {tag} | {ra} | {:.2} % | {rauc} | {:.2} % | {rl} | {:.4} |\n",
+            "| {} | {tag} | {ra} | {:.2} % | {rauc} | {:.2} % | {rl} | {:.4} | {} images | {} px | {:.2}{} | {} | {:.1} min |\n",
             arch.name(),
             r.average.accuracy * 100.0,
             r.average.auc * 100.0,
-            r.average.loss
+            r.average.loss,
+            log.n_train,
+            leukoscope::preprocess::INPUT,
+            log.epochs_run(),
+            if log.stopped_by_budget { " (budget)" } else { "" },
+            log.images_seen(),
+            log.seconds() / 60.0,
         );
     }
     s

@@ -55,6 +55,11 @@ pub struct Recipe {
     /// [`data::grouped_fold`]); for comparing recipes across all smears.
     #[serde(default)]
     pub fold: Option<(usize, usize)>,
+    /// A wall-time budget for the training steps, in seconds (`None`: none). When it runs out the run stops
+    /// after the current step, validates that last (partial) epoch and keeps the best checkpoint as
+    /// always; the log says the budget ended it.
+    #[serde(default)]
+    pub max_seconds: Option<f64>,
 }
 
 impl Recipe {
@@ -142,6 +147,9 @@ pub struct EpochLog {
     pub seconds: f64,
     /// Training images per second.
     pub img_per_s: f64,
+    /// Training images this epoch (fewer than the training set when the budget ended it).
+    #[serde(default)]
+    pub images: usize,
 }
 
 /// serde_json writes a NaN as `null`; read it back as NaN.
@@ -172,6 +180,27 @@ pub struct RunLog {
     pub best_epoch: usize,
     /// Files that could not be decoded.
     pub skipped: Vec<String>,
+    /// The recipe's [`Recipe::max_seconds`] ended the run before its last epoch.
+    #[serde(default)]
+    pub stopped_by_budget: bool,
+}
+
+impl RunLog {
+    /// Training images seen over the whole run.
+    pub fn images_seen(&self) -> usize {
+        self.epochs.iter().map(|e| e.images).sum()
+    }
+
+    /// Wall seconds of the whole run (training and validation).
+    pub fn seconds(&self) -> f64 {
+        self.epochs.iter().map(|e| e.seconds).sum()
+    }
+
+    /// Epochs run, the last one as a fraction when the budget cut it.
+    pub fn epochs_run(&self) -> f64 {
+        let n = self.n_train.max(1) as f64;
+        self.images_seen() as f64 / n
+    }
 }
 
 /// Errors of a training run.
@@ -406,6 +435,13 @@ pub fn train(
             .chain(&va.skipped)
             .map(|(p, e)| format!("{}: {e}", p.display()))
             .collect(),
+        stopped_by_budget: false,
+    };
+    let budget = Instant::now();
+    let over_budget = || {
+        recipe
+            .max_seconds
+            .is_some_and(|s| budget.elapsed().as_secs_f64() >= s)
     };
     let best_path = out.join("best.ot");
     let mut best = (f64::NEG_INFINITY, f64::INFINITY);
@@ -494,6 +530,10 @@ pub fn train(
                 loss_sum / seen as f64,
                 correct as f64 / seen as f64
             ));
+            if over_budget() {
+                log.stopped_by_budget = true;
+                break;
+            }
         }
         let train_secs = t.elapsed().as_secs_f64();
         let (val_loss, val_acc, val_auc) = if holdout {
@@ -519,6 +559,7 @@ pub fn train(
             val_auc,
             seconds: t.elapsed().as_secs_f64(),
             img_per_s: seen as f64 / train_secs,
+            images: seen as usize,
         };
         let key = if recipe.select_auc { val_auc } else { val_acc };
         let improved = !holdout || key > best.0 || (key == best.0 && val_loss < best.1);
@@ -546,6 +587,14 @@ pub fn train(
             path: log_path.clone(),
             source,
         })?;
+        if log.stopped_by_budget {
+            eprintln!(
+                "the budget of {:.0} s ended the run in epoch {epoch} ({} images seen)",
+                recipe.max_seconds.unwrap_or(0.0),
+                log.images_seen()
+            );
+            break;
+        }
     }
     Ok(log)
 }

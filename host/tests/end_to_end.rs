@@ -250,7 +250,7 @@ fn reproduce_writes_the_report_tables_as_json() {
     recipe.batch = 4;
     recipe.val_fraction = 0.34;
     let out = dir.join("results");
-    let report = leukoscope_host::reproduce::run_one(
+    let (report, log) = leukoscope_host::reproduce::run_one(
         Arch::Edge,
         &recipe,
         "edge-smoke",
@@ -262,6 +262,8 @@ fn reproduce_writes_the_report_tables_as_json() {
     )
     .expect("reproduce runs");
     assert_eq!(report.n, 12);
+    assert!(!log.stopped_by_budget);
+    assert_eq!(log.images_seen(), log.n_train);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("edge-smoke.json")).unwrap())
             .unwrap();
@@ -279,6 +281,39 @@ fn reproduce_writes_the_report_tables_as_json() {
         }
     }
     assert!(out.join("edge-smoke.md").exists());
+
+    // A budget that is spent at once: one step, then validation, the kept checkpoint on the whole TEST
+    // split (the class limit shrinks TRAIN only), and the tables say what the model saw.
+    recipe.epochs = 5;
+    recipe.max_seconds = Some(0.0);
+    recipe.limit_per_class = Some(2);
+    let (report, log) = leukoscope_host::reproduce::run_one(
+        Arch::Edge,
+        &recipe,
+        "edge-budget",
+        &root,
+        &dir.join("runs"),
+        &out,
+        Device::Cpu,
+        "test",
+    )
+    .expect("a budgeted run");
+    assert!(log.stopped_by_budget);
+    assert_eq!(log.epochs.len(), 1);
+    assert_eq!(log.images_seen(), recipe.batch.min(log.n_train));
+    assert_eq!(report.n, 12, "TEST is evaluated whole");
+    let md = std::fs::read_to_string(out.join("edge-budget.md")).unwrap();
+    assert!(
+        md.contains("CPU budget") && md.contains("stopped by the budget"),
+        "{md}"
+    );
+    let table = leukoscope_host::reproduce::comparison_table(&[(
+        "edge-budget".into(),
+        Arch::Edge,
+        report,
+        log,
+    )]);
+    assert!(table.contains("(budget)"), "{table}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

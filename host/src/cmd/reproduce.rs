@@ -37,9 +37,17 @@ pub struct Args {
     /// Where the tables go (`<arch>.json` / `.md` and `reproduce.md`, replaced by a new run).
     #[arg(long, default_value = "runs/reproduce/results")]
     out: PathBuf,
-    /// Use at most N images per class of TRAIN and TEST (smoke tests only: the numbers mean nothing).
+    /// Use at most N images per class of TRAIN (a class-balanced subset) and, without --budget-minutes, of
+    /// TEST too (smoke tests: those numbers mean nothing). With --budget-minutes TEST is always evaluated whole.
     #[arg(long, value_parser = at_least_one)]
     limit_per_class: Option<usize>,
+    /// Stop each model's training after this many minutes (a CPU budget; the tables then say epochs, images
+    /// seen and time beside every number).
+    #[arg(long)]
+    budget_minutes: Option<f64>,
+    /// Appended to each model's file names (`resnet101v2-cpu.json` with `--suffix -cpu`).
+    #[arg(long, default_value = "")]
+    suffix: String,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -52,28 +60,41 @@ pub fn run(a: Args, argv: &[String]) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for &arch in &a.archs {
         let mut recipes = vec![(
-            arch.name().to_string(),
+            format!("{}{}", arch.name(), a.suffix),
             reproduce::report_recipe(arch, a.epochs, a.seed),
         )];
         if a.improved {
             recipes.push((
-                format!("{}-improved", arch.name()),
+                format!("{}-improved{}", arch.name(), a.suffix),
                 reproduce::improved_recipe(arch, a.epochs, a.seed),
             ));
         }
         for (tag, mut recipe) in recipes {
             recipe.limit_per_class = a.limit_per_class;
+            recipe.max_seconds = a.budget_minutes.map(|m| m * 60.0);
             eprintln!("reproduce: {tag} on {dev:?}");
-            let report =
+            let (report, log) =
                 reproduce::run_one(arch, &recipe, &tag, &root, &a.runs, &a.out, dev, &command)
                     .with_context(|| format!("reproducing {tag}"))?;
             println!("{}", report.to_markdown());
-            rows.push((tag, arch, report));
+            rows.push((tag, arch, report, log));
         }
     }
     let table = reproduce::comparison_table(&rows);
     let path = a.out.join("reproduce.md");
-    let text = format!("# The report's models, reproduced\n\nCommand: `{command}`\n\n{table}");
+    let budget = match a.budget_minutes {
+        Some(m) => format!(
+            "**CPU budget**: {m} min of training per model, then the whole TEST split ({}); the report trained \
+             30 epochs of every TRAIN image on a GPU, so these are not its conditions: the columns on the right say \
+             what each of ours saw.\n\n",
+            reproduce::budget_note(&reproduce::report_recipe(Arch::Edge, 1, a.seed))
+                .split_once(", ")
+                .map_or(String::new(), |(_, cpu)| cpu.to_string())
+        ),
+        None => String::new(),
+    };
+    let text =
+        format!("# The report's models, reproduced\n\nCommand: `{command}`\n\n{budget}{table}");
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     println!("{table}");
     Ok(ExitCode::SUCCESS)

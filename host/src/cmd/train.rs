@@ -71,6 +71,9 @@ pub struct Args {
     /// suits short runs from scratch, whose running statistics 0.01 cannot settle.
     #[arg(long)]
     bn_momentum: Option<f64>,
+    /// Stop training after this many minutes (a CPU budget); the run keeps its best checkpoint as always.
+    #[arg(long)]
+    budget_minutes: Option<f64>,
 }
 
 impl Args {
@@ -95,6 +98,7 @@ impl Args {
                 .fold
                 .zip(self.folds)
                 .map(|(k, n)| (k as usize, n as usize)),
+            max_seconds: self.budget_minutes.map(|m| m * 60.0),
         }
     }
 }

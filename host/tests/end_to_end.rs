@@ -57,6 +57,7 @@ fn train_export_and_classify_on_the_device_path() {
         select_auc: true,
         bn_momentum: None,
         fold: None,
+        max_seconds: None,
     };
     let out = dir.join("run");
     let source = data::TrainSource::Folder(root.clone());
@@ -161,6 +162,7 @@ fn a_pack_holds_the_same_split_and_nearly_the_same_inputs_and_trains() {
         select_auc: false,
         bn_momentum: None,
         fold: None,
+        max_seconds: None,
     };
     let log = train::train(
         Arch::Edge16,

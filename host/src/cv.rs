@@ -250,6 +250,7 @@ mod tests {
             select_auc: false,
             bn_momentum: None,
             fold,
+            max_seconds: None,
         };
         let epochs_log: Vec<EpochLog> = accs[..done]
             .iter()
@@ -263,6 +264,7 @@ mod tests {
                 val_auc: 0.9,
                 seconds: 1.0,
                 img_per_s: 1.0,
+                images: 10,
             })
             .collect();
         let best_epoch = (0..done)
@@ -279,6 +281,7 @@ mod tests {
             epochs: epochs_log,
             best_epoch,
             skipped: vec![],
+            stopped_by_budget: false,
         }
     }
 

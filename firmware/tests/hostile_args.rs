@@ -156,6 +156,23 @@ fn base(command: &str, dir: &Path, journal: &Path, n: usize) -> Vec<OsString> {
             "--out".into(),
             fresh("site.onnx"),
         ],
+        // A server does not end on its own: it passes once it says it is listening (see `run`).
+        "serve" => vec![
+            "serve".into(),
+            "--sim".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--refocus-every".into(),
+            "0".into(),
+            "--data".into(),
+            fresh("serve-data"),
+        ],
+        "user" => vec![
+            "user".into(),
+            "list".into(),
+            "--data".into(),
+            fresh("user-data"),
+        ],
         other => {
             panic!("a command this test does not know: {other}; give it a base invocation here")
         }
@@ -207,15 +224,36 @@ fn run(args: &[OsString]) -> Outcome {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    // `serve` runs until stopped: once it says it listens, it took its arguments; it is then stopped.
+    let listening = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let heard = std::sync::Arc::clone(&listening);
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        for line in BufReader::new(stderr).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line);
+            if line.starts_with("listening on http://") {
+                heard.store(true, Ordering::Relaxed);
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
         s
     });
     let mut timed_out = false;
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
+        }
+        if listening.load(Ordering::Relaxed) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Outcome {
+                code: Some(0),
+                stderr: reader.join().unwrap(),
+                took: t.elapsed(),
+                timed_out: false,
+            };
         }
         if t.elapsed() > BOUND {
             timed_out = true;

@@ -28,6 +28,7 @@ enum Command {
     Reproduce(cmd::reproduce::Args),
     Cv(cmd::cv::Args),
     Pack(cmd::pack::Args),
+    BenchTrain(cmd::bench_train::Args),
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -41,6 +42,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Reproduce(a) => cmd::reproduce::run(a, &argv),
         Command::Cv(a) => cmd::cv::run(a),
         Command::Pack(a) => cmd::pack::run(a),
+        Command::BenchTrain(a) => cmd::bench_train::run(a),
     }
 }
 
@@ -79,6 +81,9 @@ mod tests {
             (&["train", "--val-fraction=-0.1"], "--val-fraction"),
             (&["train", "--shift=-1"], "--shift"),
             (&["train", "--device", "tpu"], "--device"),
+            (&["bench-train", "--steps", "0"], "--steps"),
+            (&["bench-train", "--archs", "edge,resnet50"], "--archs"),
+            (&["bench-train", "--threads", "0"], "--threads"),
             (
                 &["eval", "--model", "m.onnx", "--split", "VALIDATION"],
                 "--split",
@@ -205,6 +210,23 @@ mod tests {
             ],
             &["cv", "runs/cv", "--out", "cv.md"],
             &["pack", "--out", "p.pack", "--quality", "85"],
+            &[
+                "bench-train",
+                "--archs",
+                "edge,resnet101v2,xception,inception-resnet-v2",
+                "--batch",
+                "16",
+                "--size",
+                "128",
+                "--steps",
+                "3",
+                "--warmup",
+                "1",
+                "--threads",
+                "2",
+                "--json",
+                "b.json",
+            ],
         ];
         for &args in accepted {
             parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use leukoscope_host::data::{self, DataError, Subset};
 
+pub mod bench_train;
 pub mod compare;
 pub mod cv;
 pub mod eval;

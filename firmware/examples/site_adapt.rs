@@ -6,6 +6,9 @@
 //!     --data ../shared/data/wbc-jiangxi/images --out models/results/site-jiangxi
 //! ```
 //!
+//! `--model FILE.onnx` measures a candidate (its card beside it) instead of the embedded default;
+//! `--zero-shot` stops after the zero-shot row.
+//!
 //! Writes `<out>.json` and `<out>.md`. Classes the model does not know (the second lab's one basophil) are
 //! left out and counted in the output. Nothing here is fitted to the evaluation cells of a draw: the
 //! adaptation sees only its calibration cells (its prior strength is chosen by cross-validation on them).
@@ -67,7 +70,10 @@ fn main() -> anyhow::Result<()> {
     };
     let data = PathBuf::from(flag("--data").unwrap_or("../shared/data/wbc-jiangxi/images".into()));
     let out = PathBuf::from(flag("--out").unwrap_or("models/results/site-jiangxi".into()));
-    let base = ModelSource::Embedded.load()?;
+    // `--model FILE.onnx`: a candidate instead of the embedded default; `--zero-shot`: only its first row.
+    let source = flag("--model").map_or(ModelSource::Embedded, |m| ModelSource::File(m.into()));
+    let zero_shot_only = args.iter().any(|a| a == "--zero-shot");
+    let base = source.load()?;
     let classes = base.card.classes.clone();
 
     // Every cell of the known classes; other class folders are counted and left out.
@@ -104,7 +110,11 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "Base: embedded `{}`. Cells per class: {}. Left out (not a model class): {}.\n",
+        "Base: {} `{}`. Cells per class: {}. Left out (not a model class): {}.\n",
+        match &source {
+            ModelSource::Embedded => "embedded".to_string(),
+            ModelSource::File(p) => p.display().to_string(),
+        },
         base.card.id(),
         names
             .iter()
@@ -120,9 +130,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "Command: `cargo run --release -p leukoscope --example site_adapt -- --data {} --out {}`\n",
-        data.display(),
-        out.display()
+        "Command: `cargo run --release -p leukoscope --example site_adapt -- {}`\n",
+        args[1..].join(" ")
     )?;
     writeln!(
         md,
@@ -142,7 +151,12 @@ fn main() -> anyhow::Result<()> {
             .join(" | ")
     )?;
     let mut rows = Vec::new();
-    for method in [Method::Head, Method::ColourHead] {
+    let methods: &[Method] = if zero_shot_only {
+        &[]
+    } else {
+        &[Method::Head, Method::ColourHead]
+    };
+    for &method in methods {
         for &n in &SIZES {
             let mut overall = Vec::new();
             let mut per: Vec<Vec<f64>> = vec![Vec::new(); classes.len()];

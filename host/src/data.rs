@@ -489,6 +489,12 @@ pub fn load_with(
 /// Normalises a `u8 [N, H, W, 3]` batch into the model's `f32 [N, 3, H, W]` input, with the contract's
 /// mean and std (the tch twin of [`leukoscope::preprocess::normalize`]).
 pub fn normalize_batch(x: &Tensor) -> Tensor {
+    normalize01(&(x.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0))
+}
+
+/// Normalises an `f32 [N, 3, H, W]` batch in `[0, 1]` (what [`crate::augment::lab_shift`] returns) with the
+/// contract's mean and std, as [`normalize_batch`] does for `u8` input.
+pub fn normalize01(x: &Tensor) -> Tensor {
     let dev = x.device();
     let mean = Tensor::from_slice(&preprocess::MEAN)
         .to_device(dev)
@@ -496,7 +502,7 @@ pub fn normalize_batch(x: &Tensor) -> Tensor {
     let std = Tensor::from_slice(&preprocess::STD)
         .to_device(dev)
         .view([1, 3, 1, 1]);
-    (x.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0 - mean) / std
+    (x - mean) / std
 }
 
 /// Moves a batch to `device` and normalises it.

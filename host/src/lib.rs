@@ -3,6 +3,7 @@
 //! The host depends on the device library (`leukoscope`) so that training inputs come from the device's own
 //! preprocessing and evaluation runs the device's own tract inference.
 
+pub mod augment;
 pub mod bench;
 pub mod cv;
 pub mod data;

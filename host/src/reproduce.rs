@@ -35,6 +35,7 @@ pub fn report_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
         bn_momentum: None,
         fold: None,
         max_seconds: None,
+        lab_shift: None,
     }
 }
 

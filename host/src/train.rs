@@ -60,6 +60,10 @@ pub struct Recipe {
     /// always; the log says the budget ended it.
     #[serde(default)]
     pub max_seconds: Option<f64>,
+    /// With `augment`: simulate another lab's stain, colour, focus, noise and magnification
+    /// ([`crate::augment::lab_shift`]) in place of the mild colour jitter; `None` keeps the jitter.
+    #[serde(default)]
+    pub lab_shift: Option<crate::augment::LabShift>,
 }
 
 impl Recipe {
@@ -478,10 +482,13 @@ pub fn train(
             if recipe.augment {
                 xb = shift(&dihedral(&xb), recipe.shift, &mut rng);
             }
-            let mut xb = data::normalize_batch(&xb);
-            if recipe.augment {
-                xb = colour_jitter(&xb);
-            }
+            let xb = match recipe.lab_shift {
+                Some(lab) if recipe.augment => {
+                    data::normalize01(&crate::augment::lab_shift(&xb, lab, &mut rng))
+                }
+                _ if recipe.augment => colour_jitter(&data::normalize_batch(&xb)),
+                _ => data::normalize_batch(&xb),
+            };
             let ce = |logits: &Tensor, y: &Tensor, reduction| {
                 logits.cross_entropy_loss::<Tensor>(
                     y,

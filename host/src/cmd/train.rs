@@ -74,6 +74,10 @@ pub struct Args {
     /// Stop training after this many minutes (a CPU budget); the run keeps its best checkpoint as always.
     #[arg(long)]
     budget_minutes: Option<f64>,
+    /// Simulate other labs in training (stain, colour, white balance, focus, noise, magnification ±15/30 %)
+    /// in place of the mild colour jitter; see `augment.rs` for the two strengths.
+    #[arg(long, value_enum)]
+    lab_shift: Option<leukoscope_host::augment::LabShift>,
 }
 
 impl Args {
@@ -99,6 +103,7 @@ impl Args {
                 .zip(self.folds)
                 .map(|(k, n)| (k as usize, n as usize)),
             max_seconds: self.budget_minutes.map(|m| m * 60.0),
+            lab_shift: self.lab_shift,
         }
     }
 }

@@ -31,7 +31,14 @@ pub fn edge(p: &nn::Path, classes: i64) -> Graph {
 
 /// The edge net with `stem` channels out of its first convolution (24 in [`edge`]).
 pub fn edge_with_stem(p: &nn::Path, classes: i64, stem: i64) -> Graph {
+    edge_with(p, classes, stem, None)
+}
+
+/// The edge net with `stem` channels out of its first convolution and, with `groups`, group norms of that
+/// many groups in place of every batch norm.
+pub fn edge_with(p: &nn::Path, classes: i64, stem: i64, groups: Option<i64>) -> Graph {
     let mut b = Builder::new(p);
+    b.groups = groups;
     let x = b.input();
     let x = b.conv_bn_relu("stem1", x, 3, stem, 3, 2, 1);
     let mut x = b.conv_bn_relu("stem2", x, stem, WIDTHS[0], 3, 2, 1);

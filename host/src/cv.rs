@@ -252,6 +252,7 @@ mod tests {
             fold,
             max_seconds: None,
             lab_shift: None,
+            pretrained: None,
         };
         let epochs_log: Vec<EpochLog> = accs[..done]
             .iter()

@@ -15,5 +15,6 @@ pub mod onnx;
 pub mod pack;
 pub mod plot;
 pub mod predict;
+pub mod pretrained;
 pub mod reproduce;
 pub mod train;

@@ -36,6 +36,7 @@ pub fn report_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
         fold: None,
         max_seconds: None,
         lab_shift: None,
+        pretrained: None,
     }
 }
 
@@ -173,7 +174,7 @@ pub fn report_numbers(arch: Arch) -> Option<(f64, f64, f64)> {
         Arch::Resnet101v2 => Some((0.8842, 0.9849, 0.3307)),
         Arch::Xception => Some((0.8890, 0.9869, 0.3470)),
         Arch::InceptionResnetV2 => Some((0.9115, 0.9851, 0.3085)),
-        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn => None,
+        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::EfficientnetLite0 => None,
     }
 }
 

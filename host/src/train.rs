@@ -64,6 +64,9 @@ pub struct Recipe {
     /// ([`crate::augment::lab_shift`]) in place of the mild colour jitter; `None` keeps the jitter.
     #[serde(default)]
     pub lab_shift: Option<crate::augment::LabShift>,
+    /// Initial weights for every variable but the head (see [`crate::pretrained`]); `None`: from scratch.
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
 }
 
 impl Recipe {
@@ -109,6 +112,9 @@ impl Recipe {
             if !(m > 0.0 && m <= 1.0) {
                 return bad(format!("--bn-momentum {m}: must be in (0, 1]"));
             }
+        }
+        if let Some(p) = self.pretrained.as_ref().filter(|p| !p.is_file()) {
+            return bad(format!("--pretrained {}: no such file", p.display()));
         }
         if self.limit_per_class == Some(0) {
             return bad("--limit-per-class 0: keep at least one image per class".into());
@@ -224,6 +230,9 @@ pub enum TrainError {
         /// Why not.
         source: crate::eval::EvalError,
     },
+    /// The pretrained weights do not fit the net.
+    #[error(transparent)]
+    Pretrained(#[from] crate::pretrained::PretrainedError),
     /// tch problems (shapes, devices, files).
     #[error("{context}")]
     Tch {
@@ -409,6 +418,9 @@ pub fn train(
         crate::data::CLASSES.len() as i64,
         recipe.bn_momentum,
     );
+    if let Some(path) = &recipe.pretrained {
+        eprintln!("{}", crate::pretrained::load(&vs, &graph, path)?);
+    }
     let params = nets::trainable_params(&vs);
     let mut opt = nn::adamw(0.9, 0.999, recipe.weight_decay)
         .build(&vs, recipe.lr)

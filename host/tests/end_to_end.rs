@@ -59,6 +59,7 @@ fn train_export_and_classify_on_the_device_path() {
         fold: None,
         max_seconds: None,
         lab_shift: None,
+        pretrained: None,
     };
     let out = dir.join("run");
     let source = data::TrainSource::Folder(root.clone());
@@ -165,6 +166,7 @@ fn a_pack_holds_the_same_split_and_nearly_the_same_inputs_and_trains() {
         fold: None,
         max_seconds: None,
         lab_shift: None,
+        pretrained: None,
     };
     let log = train::train(
         Arch::Edge16,

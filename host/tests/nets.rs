@@ -31,7 +31,9 @@ fn keras_headless_trainable(arch: Arch) -> i64 {
         Arch::Resnet101v2 => 42_626_560 - 2 * 48_832,
         Arch::Xception => 20_861_480 - 2 * 27_264,
         Arch::InceptionResnetV2 => 54_336_736 - 2 * 30_272,
-        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn => unreachable!("not a Keras net"),
+        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::EfficientnetLite0 => {
+            unreachable!("not a Keras net")
+        }
     }
 }
 
@@ -41,7 +43,9 @@ fn features(arch: Arch) -> i64 {
         Arch::Resnet101v2 => 2048,
         Arch::Xception => 2048,
         Arch::InceptionResnetV2 => 1536,
-        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn => unreachable!("not a Keras net"),
+        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::EfficientnetLite0 => {
+            unreachable!("not a Keras net")
+        }
     }
 }
 

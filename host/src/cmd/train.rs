@@ -78,6 +78,10 @@ pub struct Args {
     /// in place of the mild colour jitter; see `augment.rs` for the two strengths.
     #[arg(long, value_enum)]
     lab_shift: Option<leukoscope_host::augment::LabShift>,
+    /// Start every variable but the head from this weights file (e.g. $LEUKOSCOPE_EFFNET_LITE0, the ImageNet
+    /// EfficientNet-Lite0 that scripts/setup.sh converts, for --arch efficientnet-lite0).
+    #[arg(long, value_name = "FILE")]
+    pretrained: Option<PathBuf>,
 }
 
 impl Args {
@@ -104,6 +108,7 @@ impl Args {
                 .map(|(k, n)| (k as usize, n as usize)),
             max_seconds: self.budget_minutes.map(|m| m * 60.0),
             lab_shift: self.lab_shift,
+            pretrained: self.pretrained.clone(),
         }
     }
 }

@@ -162,6 +162,23 @@ impl Graph {
         values[self.output].take().expect("output computed")
     }
 
+    /// The graph up to `output` (which becomes its output; later nodes are dropped), e.g. to read a net's
+    /// features before its head.
+    pub fn truncated(mut self, output: Id) -> Graph {
+        self.nodes.truncate(output + 1);
+        let mut last_use: Vec<Id> = (0..self.nodes.len()).collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &inp in &n.inputs {
+                last_use[inp] = i;
+            }
+        }
+        Graph {
+            nodes: self.nodes,
+            output,
+            last_use,
+        }
+    }
+
     /// The ids of the nodes that read `id`.
     pub fn users(&self, id: Id) -> Vec<Id> {
         (0..self.nodes.len())

@@ -2,6 +2,7 @@
 //! same definition.
 
 pub mod edge;
+pub mod efficientnet_lite0;
 pub mod graph;
 pub mod inception_resnet_v2;
 pub mod resnet_v2;
@@ -33,6 +34,10 @@ pub enum Arch {
     /// Keras' Inception-ResNet-v2, ~54.3 M parameters headless; inputs of at least 75 px.
     #[value(name = "inception-resnet-v2")]
     InceptionResnetV2,
+    /// EfficientNet-Lite0 (TensorFlow's), ~3.37 M parameters headless; ImageNet weights with `--pretrained`
+    /// (`scripts/setup.sh` converts them).
+    #[value(name = "efficientnet-lite0")]
+    EfficientnetLite0,
 }
 
 impl Arch {
@@ -45,14 +50,17 @@ impl Arch {
             Arch::Resnet101v2 => "resnet101v2",
             Arch::Xception => "xception",
             Arch::InceptionResnetV2 => "inception-resnet-v2",
+            Arch::EfficientnetLite0 => "efficientnet-lite0",
         }
     }
 
     /// The input side the architecture was designed for (Keras' default): 128 for the edge net, 224 for
-    /// ResNet101V2, 299 for Xception and Inception-ResNet-v2. Every net also runs on the pipeline's 128 px crops.
+    /// ResNet101V2, 299 for Xception and Inception-ResNet-v2; 128 (the pipeline's crops) for
+    /// EfficientNet-Lite0, whose ImageNet weights were trained at 224. Every net also runs on the pipeline's
+    /// 128 px crops.
     pub fn default_input(self) -> i64 {
         match self {
-            Arch::Edge | Arch::Edge16 | Arch::Edge16Gn => 128,
+            Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::EfficientnetLite0 => 128,
             Arch::Resnet101v2 => 224,
             Arch::Xception | Arch::InceptionResnetV2 => 299,
         }
@@ -64,6 +72,7 @@ impl Arch {
             Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::Resnet101v2 => 32,
             Arch::Xception => xception::MIN_INPUT,
             Arch::InceptionResnetV2 => inception_resnet_v2::MIN_INPUT,
+            Arch::EfficientnetLite0 => efficientnet_lite0::MIN_INPUT,
         }
     }
 
@@ -73,7 +82,7 @@ impl Arch {
     }
 
     /// Builds the net under `p`; `bn_momentum` (tch's convention: the weight of the new batch) overrides the
-    /// report nets' Keras momentum (0.01 in tch terms). That momentum suits long runs from pretrained
+    /// report nets' and EfficientNet-Lite0's Keras/TensorFlow momentum (0.01 in tch terms). That momentum suits long runs from pretrained
     /// statistics; in a short run from scratch the running variances are still mostly their initial 1.0 when
     /// training ends (measured: Xception after 210 steps kept 0.12 = 0.99^210 in every separable block, so
     /// evaluation-mode features vanished and every image got the same logits). The edge net always uses tch's
@@ -87,6 +96,7 @@ impl Arch {
             Arch::Resnet101v2 => resnet_v2::resnet101v2(p, classes, keras),
             Arch::Xception => xception::xception(p, classes, keras),
             Arch::InceptionResnetV2 => inception_resnet_v2::inception_resnet_v2(p, classes, keras),
+            Arch::EfficientnetLite0 => efficientnet_lite0::efficientnet_lite0(p, classes, keras),
         }
     }
 }

@@ -79,12 +79,12 @@ fn same_conv_bn(
     // TensorFlow pads `k − stride` in total (at sizes divisible by the stride), the odd pixel after.
     let total = (k - stride).max(0);
     let (before, after) = (total / 2, total - total / 2);
-    let (x, padding) = if before == after {
-        (x, before)
-    } else {
-        let p = b.pad(&format!("{name}/pad"), x, [before, before, after, after]);
-        (p, 0)
-    };
+    if before == after {
+        // Symmetric: the builder's own conv + BN ("same" padding `k / 2` for these odd kernels).
+        debug_assert_eq!(before, k / 2);
+        return b.conv_bn(name, x, cin, cout, k, stride, groups);
+    }
+    let x = b.pad(&format!("{name}/pad"), x, [before, before, after, after]);
     let c = b.conv_with(
         &format!("{name}/conv"),
         x,
@@ -93,7 +93,7 @@ fn same_conv_bn(
             cout,
             kernel: [k, k],
             stride: [stride, stride],
-            padding: [padding, padding],
+            padding: [0, 0],
             groups,
             bias: false,
         },

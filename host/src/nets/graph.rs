@@ -166,14 +166,19 @@ impl Graph {
     /// features before its head.
     pub fn truncated(mut self, output: Id) -> Graph {
         self.nodes.truncate(output + 1);
-        let mut last_use: Vec<Id> = (0..self.nodes.len()).collect();
-        for (i, n) in self.nodes.iter().enumerate() {
+        Graph::from_nodes(self.nodes, output)
+    }
+
+    /// A graph of `nodes` with `output` as its result, with each node's last reader worked out.
+    fn from_nodes(nodes: Vec<Node>, output: Id) -> Graph {
+        let mut last_use: Vec<Id> = (0..nodes.len()).collect();
+        for (i, n) in nodes.iter().enumerate() {
             for &inp in &n.inputs {
                 last_use[inp] = i;
             }
         }
         Graph {
-            nodes: self.nodes,
+            nodes,
             output,
             last_use,
         }
@@ -434,16 +439,6 @@ impl<'a> Builder<'a> {
 
     /// Finishes the graph with `output` as its result.
     pub fn finish(self, output: Id) -> Graph {
-        let mut last_use: Vec<Id> = (0..self.nodes.len()).collect();
-        for (i, n) in self.nodes.iter().enumerate() {
-            for &inp in &n.inputs {
-                last_use[inp] = i;
-            }
-        }
-        Graph {
-            nodes: self.nodes,
-            output,
-            last_use,
-        }
+        Graph::from_nodes(self.nodes, output)
     }
 }

@@ -7,6 +7,9 @@
 #
 # Candidates (name = net + training-time lab shift, `leukoscope-train train --lab-shift`):
 #   edge16-lab-strong  edge16-lab-light  edge16-gn-lab-strong  edge16-gn-lab-light   (and edge16-gn: no shift)
+#   edge16-in  edge16-wp  edge16-grey: each image's colour standardised in the graph (instance statistics;
+#   white point; luminance only),
+#   alone or with a shift (edge16-in-lab-strong, ...)
 # About 7 minutes each on 2 idle CPU cores (edge16-gn: about 10). Nothing here reads the second lab's
 # labels except the zero-shot scoring.
 set -euo pipefail
@@ -26,6 +29,9 @@ for n in "${CANDIDATES[@]}"; do
     case "$n" in
         edge16-lab-*) arch=edge16 ;;
         edge16-gn*) arch=edge16-gn ;;
+        edge16-in*) arch=edge16-in ;;
+        edge16-wp*) arch=edge16-wp ;;
+        edge16-grey*) arch=edge16-grey ;;
         *) echo "lab_candidates: unknown candidate $n" >&2; exit 2 ;;
     esac
     lab=()

@@ -174,7 +174,13 @@ pub fn report_numbers(arch: Arch) -> Option<(f64, f64, f64)> {
         Arch::Resnet101v2 => Some((0.8842, 0.9849, 0.3307)),
         Arch::Xception => Some((0.8890, 0.9869, 0.3470)),
         Arch::InceptionResnetV2 => Some((0.9115, 0.9851, 0.3085)),
-        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::EfficientnetLite0 => None,
+        Arch::Edge
+        | Arch::Edge16
+        | Arch::Edge16Gn
+        | Arch::Edge16In
+        | Arch::Edge16Wp
+        | Arch::Edge16Grey
+        | Arch::EfficientnetLite0 => None,
     }
 }
 

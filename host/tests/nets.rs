@@ -31,7 +31,13 @@ fn keras_headless_trainable(arch: Arch) -> i64 {
         Arch::Resnet101v2 => 42_626_560 - 2 * 48_832,
         Arch::Xception => 20_861_480 - 2 * 27_264,
         Arch::InceptionResnetV2 => 54_336_736 - 2 * 30_272,
-        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::EfficientnetLite0 => {
+        Arch::Edge
+        | Arch::Edge16
+        | Arch::Edge16Gn
+        | Arch::Edge16In
+        | Arch::Edge16Wp
+        | Arch::Edge16Grey
+        | Arch::EfficientnetLite0 => {
             unreachable!("not a Keras net")
         }
     }
@@ -43,7 +49,13 @@ fn features(arch: Arch) -> i64 {
         Arch::Resnet101v2 => 2048,
         Arch::Xception => 2048,
         Arch::InceptionResnetV2 => 1536,
-        Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::EfficientnetLite0 => {
+        Arch::Edge
+        | Arch::Edge16
+        | Arch::Edge16Gn
+        | Arch::Edge16In
+        | Arch::Edge16Wp
+        | Arch::Edge16Grey
+        | Arch::EfficientnetLite0 => {
             unreachable!("not a Keras net")
         }
     }

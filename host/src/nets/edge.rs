@@ -7,7 +7,7 @@
 
 use tch::nn;
 
-use super::graph::{Builder, Graph, Id};
+use super::graph::{Builder, ColourNorm, Graph, Id};
 
 /// Stage widths after the stem.
 const WIDTHS: [i64; 4] = [32, 64, 128, 256];
@@ -31,15 +31,25 @@ pub fn edge(p: &nn::Path, classes: i64) -> Graph {
 
 /// The edge net with `stem` channels out of its first convolution (24 in [`edge`]).
 pub fn edge_with_stem(p: &nn::Path, classes: i64, stem: i64) -> Graph {
-    edge_with(p, classes, stem, None)
+    edge_with(p, classes, stem, None, None)
 }
 
 /// The edge net with `stem` channels out of its first convolution and, with `groups`, group norms of that
-/// many groups in place of every batch norm.
-pub fn edge_with(p: &nn::Path, classes: i64, stem: i64, groups: Option<i64>) -> Graph {
+/// many groups in place of every batch norm and, with `colour`, that colour standardisation of each image
+/// before the first convolution.
+pub fn edge_with(
+    p: &nn::Path,
+    classes: i64,
+    stem: i64,
+    groups: Option<i64>,
+    colour: Option<ColourNorm>,
+) -> Graph {
     let mut b = Builder::new(p);
     b.groups = groups;
-    let x = b.input();
+    let mut x = b.input();
+    if let Some(c) = colour {
+        x = b.colour_norm("colour", x, c);
+    }
     let x = b.conv_bn_relu("stem1", x, 3, stem, 3, 2, 1);
     let mut x = b.conv_bn_relu("stem2", x, stem, WIDTHS[0], 3, 2, 1);
     let mut cin = WIDTHS[0];

@@ -77,6 +77,100 @@ pub enum Op {
     Dropout(f64),
     /// Multiplication by a constant.
     Scale(f64),
+    /// A per-image colour standardisation of the normalised input, without parameters ([`ColourNorm`]).
+    ColourNorm(ColourNorm),
+}
+
+/// How a net standardises each image's colour before its first layer, so that another lab's stain, lamp
+/// and camera reach it closer to the training lab's look. Both work on the pipeline's normalised input
+/// (`(v / 255 − MEAN) / STD`, [`leukoscope::preprocess::normalize`]) and are part of the exported graph, so
+/// the device computes exactly what training saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ColourNorm {
+    /// Each channel to zero mean and unit variance over the image: Reinhard's statistics matching in the
+    /// input's RGB (ONNX `InstanceNormalization` without affine).
+    Instance {
+        /// Added to the variance.
+        eps: f64,
+    },
+    /// Each channel's `v / 255` divided by the image's white point, the brightest `block`-square average
+    /// (the plasma between the cells), then normalised again with the pipeline's mean and std: a lamp's or
+    /// camera's white balance and brightness cancel.
+    WhitePoint {
+        /// Side of the averaged squares (input pixels).
+        block: i64,
+    },
+    /// Colour dropped: every channel becomes the image's luminance ([`LUMA`] of `v / 255`), standardised
+    /// to zero mean and unit variance over the image, so that only shape, texture and lightness reach the
+    /// net, whatever the stain's hue.
+    Grey {
+        /// Added to the variance.
+        eps: f64,
+    },
+}
+
+/// Rec. 601 luma weights of R, G and B ([`ColourNorm::Grey`]).
+pub const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// The smallest white point [`ColourNorm::WhitePoint`] divides by (one grey level), so a black image stays
+/// finite.
+pub const MIN_WHITE: f64 = 1.0 / 255.0;
+
+impl ColourNorm {
+    /// Name used in files and cards.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColourNorm::Instance { .. } => "instance",
+            ColourNorm::WhitePoint { .. } => "white-point",
+            ColourNorm::Grey { .. } => "grey",
+        }
+    }
+
+    /// Applies the standardisation to an NCHW batch of normalised inputs.
+    pub fn forward(self, x: &Tensor) -> Tensor {
+        let standardise = |x: &Tensor, eps: f64| {
+            let mean = x.mean_dim(&[2i64, 3][..], true, None);
+            let centred = x - mean;
+            let var = centred.square().mean_dim(&[2i64, 3][..], true, None);
+            centred / (var + eps).sqrt()
+        };
+        match self {
+            ColourNorm::Instance { eps } => standardise(x, eps),
+            ColourNorm::Grey { eps } => {
+                let (mean, std) = input_stats(x);
+                let luma = Tensor::from_slice(&LUMA)
+                    .view([1, 3, 1, 1])
+                    .to_device(x.device())
+                    .to_kind(x.kind());
+                let y = (x * &std + &mean) * luma;
+                let y = y.sum_dim_intlist(&[1i64][..], true, None);
+                standardise(&y, eps).expand([-1, 3, -1, -1], false)
+            }
+            ColourNorm::WhitePoint { block } => {
+                let (mean, std) = input_stats(x);
+                let v = x * &std + &mean;
+                let white = v
+                    .avg_pool2d([block, block], [block, block], [0, 0], false, true, None)
+                    .amax(&[2i64, 3][..], true)
+                    .clamp_min(MIN_WHITE);
+                (v / white - mean) / std
+            }
+        }
+    }
+}
+
+/// The pipeline's normalisation constants as `[1, 3, 1, 1]` tensors on `x`'s device.
+fn input_stats(x: &Tensor) -> (Tensor, Tensor) {
+    let t = |v: [f32; 3]| {
+        Tensor::from_slice(&v)
+            .view([1, 3, 1, 1])
+            .to_device(x.device())
+            .to_kind(x.kind())
+    };
+    (
+        t(leukoscope::preprocess::MEAN),
+        t(leukoscope::preprocess::STD),
+    )
 }
 
 /// One node: an operation on the outputs of earlier nodes.
@@ -151,6 +245,7 @@ impl Graph {
                 Op::Linear(l) => arg(0).apply(l),
                 Op::Dropout(p) => arg(0).dropout(*p, train),
                 Op::Scale(s) => arg(0) * *s,
+                Op::ColourNorm(c) => c.forward(arg(0)),
             };
             values.push(Some(y));
             for &inp in &node.inputs {
@@ -424,6 +519,11 @@ impl<'a> Builder<'a> {
     /// Dropout.
     pub fn dropout(&mut self, name: &str, x: Id, p: f64) -> Id {
         self.push(name, Op::Dropout(p), &[x])
+    }
+
+    /// A per-image colour standardisation ([`ColourNorm`]).
+    pub fn colour_norm(&mut self, name: &str, x: Id, c: ColourNorm) -> Id {
+        self.push(name, Op::ColourNorm(c), &[x])
     }
 
     /// Multiplication by a constant.

@@ -25,6 +25,18 @@ pub enum Arch {
     /// al. (2023) found to survive a change of lab far better than batch statistics.
     #[value(name = "edge16-gn")]
     Edge16Gn,
+    /// `edge16` after each image's channels are standardised to zero mean and unit variance (Reinhard's
+    /// colour statistics matching, in the graph: [`graph::ColourNorm::Instance`]).
+    #[value(name = "edge16-in")]
+    Edge16In,
+    /// `edge16` after each image is divided by its white point, the brightest 8-pixel square
+    /// ([`graph::ColourNorm::WhitePoint`]).
+    #[value(name = "edge16-wp")]
+    Edge16Wp,
+    /// `edge16` on each image's standardised luminance alone ([`graph::ColourNorm::Grey`]): blind to the
+    /// stain's hue.
+    #[value(name = "edge16-grey")]
+    Edge16Grey,
     /// Keras' ResNet101V2 (pre-activation ResNet-101), ~42.5 M parameters headless.
     #[value(name = "resnet101v2")]
     Resnet101v2,
@@ -47,6 +59,9 @@ impl Arch {
             Arch::Edge => "edge",
             Arch::Edge16 => "edge16",
             Arch::Edge16Gn => "edge16-gn",
+            Arch::Edge16In => "edge16-in",
+            Arch::Edge16Wp => "edge16-wp",
+            Arch::Edge16Grey => "edge16-grey",
             Arch::Resnet101v2 => "resnet101v2",
             Arch::Xception => "xception",
             Arch::InceptionResnetV2 => "inception-resnet-v2",
@@ -60,7 +75,13 @@ impl Arch {
     /// 128 px crops.
     pub fn default_input(self) -> i64 {
         match self {
-            Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::EfficientnetLite0 => 128,
+            Arch::Edge
+            | Arch::Edge16
+            | Arch::Edge16Gn
+            | Arch::Edge16In
+            | Arch::Edge16Wp
+            | Arch::Edge16Grey
+            | Arch::EfficientnetLite0 => 128,
             Arch::Resnet101v2 => 224,
             Arch::Xception | Arch::InceptionResnetV2 => 299,
         }
@@ -69,7 +90,13 @@ impl Arch {
     /// The smallest input side the architecture accepts (Keras' `min_size`: 32, 71, 75; 32 for the edge net).
     pub fn min_input(self) -> i64 {
         match self {
-            Arch::Edge | Arch::Edge16 | Arch::Edge16Gn | Arch::Resnet101v2 => 32,
+            Arch::Edge
+            | Arch::Edge16
+            | Arch::Edge16Gn
+            | Arch::Edge16In
+            | Arch::Edge16Wp
+            | Arch::Edge16Grey
+            | Arch::Resnet101v2 => 32,
             Arch::Xception => xception::MIN_INPUT,
             Arch::InceptionResnetV2 => inception_resnet_v2::MIN_INPUT,
             Arch::EfficientnetLite0 => efficientnet_lite0::MIN_INPUT,
@@ -92,7 +119,28 @@ impl Arch {
         match self {
             Arch::Edge => edge::edge(p, classes),
             Arch::Edge16 => edge::edge_with_stem(p, classes, 16),
-            Arch::Edge16Gn => edge::edge_with(p, classes, 16, Some(8)),
+            Arch::Edge16Gn => edge::edge_with(p, classes, 16, Some(8), None),
+            Arch::Edge16In => edge::edge_with(
+                p,
+                classes,
+                16,
+                None,
+                Some(graph::ColourNorm::Instance { eps: 1e-5 }),
+            ),
+            Arch::Edge16Wp => edge::edge_with(
+                p,
+                classes,
+                16,
+                None,
+                Some(graph::ColourNorm::WhitePoint { block: 8 }),
+            ),
+            Arch::Edge16Grey => edge::edge_with(
+                p,
+                classes,
+                16,
+                None,
+                Some(graph::ColourNorm::Grey { eps: 1e-5 }),
+            ),
             Arch::Resnet101v2 => resnet_v2::resnet101v2(p, classes, keras),
             Arch::Xception => xception::xception(p, classes, keras),
             Arch::InceptionResnetV2 => inception_resnet_v2::inception_resnet_v2(p, classes, keras),

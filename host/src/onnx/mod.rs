@@ -49,7 +49,8 @@ use tract_onnx::pb::{
     GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
 };
 
-use crate::nets::graph::{ConvSpec, Graph, Id, Node, Op};
+use crate::nets::graph::{ColourNorm, ConvSpec, Graph, Id, Node, Op, LUMA, MIN_WHITE};
+use leukoscope::preprocess;
 use proto::{
     attr_float, attr_int, attr_ints, attr_string, float_tensor, float_value_info, int64_tensor, Dim,
 };
@@ -231,6 +232,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Linear(_) => "Linear",
         Op::Dropout(_) => "Dropout",
         Op::Scale(_) => "Scale",
+        Op::ColourNorm(_) => "ColourNorm",
     }
 }
 
@@ -609,6 +611,7 @@ impl<'g> Writer<'g> {
                 Ok(())
             }
             Op::Concat => self.concat(at),
+            Op::ColourNorm(c) => self.colour_norm(at, *c),
             Op::MaxPool {
                 kernel,
                 stride,
@@ -874,6 +877,119 @@ impl<'g> Writer<'g> {
             node("Mul", "scale", vec![map, gamma], &scaled, vec![]),
             node("Add", "shift", vec![scaled, beta], &out, vec![]),
         ]);
+        self.set(at.id, out, shape);
+        Ok(())
+    }
+
+    /// [`ColourNorm`]: `InstanceNormalization` without affine; the white point's `Mul`/`Add` (back to
+    /// `v / 255`), `AveragePool`, `GlobalMaxPool`, `Max`, `Div`, `Sub`, `Div`; grey's 1×1 `Conv` to
+    /// three copies of the luma (the normalisation folded in) and `InstanceNormalization`.
+    fn colour_norm(&mut self, at: At, c: ColourNorm) -> Result<(), ExportError> {
+        let (x, shape) = self.input(at, 0)?;
+        let Shape::Map { c: channels, h, w } = shape else {
+            return Err(at.unsupported(format!("colour standardisation of {shape}")));
+        };
+        let name = at.node.name.clone();
+        let node = |op: &str, part: &str, inputs: Vec<String>, output: &String, attrs| {
+            proto::node(
+                op,
+                &format!("{name}/{part}"),
+                inputs,
+                vec![output.clone()],
+                attrs,
+            )
+        };
+        let out = self.out_name(at.id)?;
+        match c {
+            ColourNorm::Instance { eps } => {
+                let n = channels as usize;
+                let ones = self.float_init(at, at.param("scale"), &[channels], vec![1.0; n])?;
+                let zeros = self.float_init(at, at.param("bias"), &[channels], vec![0.0; n])?;
+                self.nodes.push(node(
+                    "InstanceNormalization",
+                    "normalise",
+                    vec![x, ones, zeros],
+                    &out,
+                    vec![attr_float("epsilon", eps as f32)],
+                ));
+            }
+            ColourNorm::Grey { eps } => {
+                if channels != 3 {
+                    return Err(at.malformed(format!("grey needs RGB, input is {shape}")));
+                }
+                // y = Σ luma[c]·(x[c]·std[c] + mean[c]) for each of the three outputs.
+                let per_input: Vec<f32> = (0..3).map(|c| LUMA[c] * preprocess::STD[c]).collect();
+                let bias: f32 = (0..3).map(|c| LUMA[c] * preprocess::MEAN[c]).sum();
+                let weight = per_input.repeat(3);
+                let weight = self.float_init(at, at.param("luma"), &[3, 3, 1, 1], weight)?;
+                let bias = self.float_init(at, at.param("luma_bias"), &[3], vec![bias; 3])?;
+                let ones = self.float_init(at, at.param("scale"), &[3], vec![1.0; 3])?;
+                let zeros = self.float_init(at, at.param("bias"), &[3], vec![0.0; 3])?;
+                let luma = self.claim(at, format!("{name}/luma"))?;
+                self.nodes.extend([
+                    node(
+                        "Conv",
+                        "luma",
+                        vec![x, weight, bias],
+                        &luma,
+                        vec![attr_ints("kernel_shape", &[1, 1])],
+                    ),
+                    node(
+                        "InstanceNormalization",
+                        "normalise",
+                        vec![luma, ones, zeros],
+                        &out,
+                        vec![attr_float("epsilon", eps as f32)],
+                    ),
+                ]);
+            }
+            ColourNorm::WhitePoint { block } => {
+                if channels != 3 {
+                    return Err(at.malformed(format!("a white point needs RGB, input is {shape}")));
+                }
+                if block < 1 || block > h.min(w) {
+                    return Err(at.malformed(format!("{block}-pixel squares on {shape}")));
+                }
+                let (mean, std) = (preprocess::MEAN.to_vec(), preprocess::STD.to_vec());
+                let mean = self.float_init(at, at.param("mean"), &[1, 3, 1, 1], mean)?;
+                let std = self.float_init(at, at.param("std"), &[1, 3, 1, 1], std)?;
+                let floor =
+                    self.float_init(at, at.param("min_white"), &[], vec![MIN_WHITE as f32])?;
+                let part = |s: &mut Self, p: &str| s.claim(at, format!("{name}/{p}"));
+                let spread = part(self, "spread")?;
+                let v = part(self, "v")?;
+                let blocks = part(self, "blocks")?;
+                let brightest = part(self, "brightest")?;
+                let white = part(self, "white")?;
+                let ratio = part(self, "ratio")?;
+                let centred = part(self, "centred")?;
+                self.nodes.extend([
+                    node("Mul", "unscale", vec![x, std.clone()], &spread, vec![]),
+                    node("Add", "unshift", vec![spread, mean.clone()], &v, vec![]),
+                    node(
+                        "AveragePool",
+                        "blocks",
+                        vec![v.clone()],
+                        &blocks,
+                        vec![
+                            attr_ints("kernel_shape", &[block, block]),
+                            attr_ints("strides", &[block, block]),
+                        ],
+                    ),
+                    node(
+                        "GlobalMaxPool",
+                        "brightest",
+                        vec![blocks],
+                        &brightest,
+                        vec![],
+                    ),
+                    node("Max", "floor", vec![brightest, floor], &white, vec![]),
+                    node("Div", "white", vec![v, white], &ratio, vec![]),
+                    node("Sub", "shift", vec![ratio, mean], &centred, vec![]),
+                    node("Div", "scale", vec![centred, std], &out, vec![]),
+                ]);
+            }
+        }
         self.set(at.id, out, shape);
         Ok(())
     }

@@ -388,3 +388,69 @@ fn group_norm_net_matches_tch_in_tract() {
     let alone = Vec::<f32>::try_from(g.forward_t(&x.narrow(0, 0, 1), false).view(-1)).unwrap();
     assert!(max_abs_diff(&alone, &want[..4]) <= 1e-5);
 }
+
+/// The pipeline's normalised input for `v / 255` values.
+fn normalised(v: &Tensor) -> Tensor {
+    let t = |a: [f32; 3]| Tensor::from_slice(&a).view([1, 3, 1, 1]);
+    (v - t(leukoscope::preprocess::MEAN)) / t(leukoscope::preprocess::STD)
+}
+
+#[test]
+fn colour_standardised_nets_match_tch_in_tract_and_cancel_a_lamp() {
+    for (arch, op) in [
+        (Arch::Edge16In, "InstanceNormalization"),
+        (Arch::Edge16Wp, "GlobalMaxPool"),
+        (Arch::Edge16Grey, "InstanceNormalization"),
+    ] {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let g = arch.build(&vs.root(), 4);
+        let m = to_model_proto(&g, [128, 128], &ExportOptions::default()).unwrap();
+        let ops = op_types(&m);
+        assert!(ops.contains(&op), "{arch:?}: {ops:?}");
+        // Two images in [0.1, 0.9] with a bright corner (the plasma the white point finds).
+        let v = Tensor::rand([2, 3, 128, 128], (Kind::Float, Device::Cpu)) * 0.6 + 0.1;
+        let _ = v.narrow(2, 0, 16).narrow(3, 0, 16).fill_(0.9);
+        let x = normalised(&v);
+        let want = Vec::<f32>::try_from(g.forward_t(&x, false).view(-1)).unwrap();
+        let got = run_tract(&m.encode_to_vec(), &x);
+        let diff = max_abs_diff(&want, &got);
+        assert!(diff <= 1e-4, "{arch:?}: max abs diff {diff}");
+        // Another lamp and camera: each channel scaled (a white balance), the same logits (grey: the
+        // same scale in every channel, a brighter or dimmer lamp).
+        let lamp: &[f32] = if arch == Arch::Edge16Grey {
+            &[0.8, 0.8, 0.8]
+        } else {
+            &[0.8, 0.95, 0.7]
+        };
+        let lamp = Tensor::from_slice(lamp).view([1, 3, 1, 1]);
+        let shifted =
+            Vec::<f32>::try_from(g.forward_t(&normalised(&(&v * lamp)), false).view(-1)).unwrap();
+        let moved = max_abs_diff(&want, &shifted);
+        assert!(
+            moved <= 1e-3,
+            "{arch:?}: a white balance moved the logits by {moved}"
+        );
+        // ... while the net without the standardisation does see it.
+        if arch == Arch::Edge16Wp {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let plain = Arch::Edge16.build(&vs.root(), 4);
+            let a = Vec::<f32>::try_from(plain.forward_t(&x, false).view(-1)).unwrap();
+            let lamp = Tensor::from_slice(&[0.8f32, 0.95, 0.7]).view([1, 3, 1, 1]);
+            let b =
+                Vec::<f32>::try_from(plain.forward_t(&normalised(&(&v * lamp)), false).view(-1))
+                    .unwrap();
+            assert!(max_abs_diff(&a, &b) > 1e-3);
+        }
+    }
+}
+
+#[test]
+fn a_black_image_stays_finite_through_the_white_point() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let g = Arch::Edge16Wp.build(&vs.root(), 4);
+    let x = normalised(&Tensor::zeros([1, 3, 128, 128], (Kind::Float, Device::Cpu)));
+    let m = to_model_proto(&g, [128, 128], &ExportOptions::default()).unwrap();
+    let got = run_tract(&m.encode_to_vec(), &x);
+    assert!(got.iter().all(|v| v.is_finite()), "{got:?}");
+}

@@ -14,6 +14,7 @@ use crate::classify::{Classifier, InferenceError};
 use crate::frame::Frame;
 use crate::model::ModelId;
 use crate::preprocess;
+use crate::scale::{RbcPx, ScaleError};
 use crate::segment::{SegmentConfig, Segmenter};
 
 /// Who typed the cells: what a session's journal records in its header and every report names.
@@ -40,6 +41,11 @@ pub struct FrameResult {
     pub width: u32,
     /// The analysed frame's height.
     pub height: u32,
+    /// The red-cell diameter (frame pixels) the frame was brought to the training scale by; `None` when
+    /// it was scaled by its size ([`Pipeline::with_rbc_px`]).
+    pub rbc_px: Option<f32>,
+    /// Why the frame's red cells could not be measured (`auto`): it was scaled by its size instead.
+    pub scale_error: Option<ScaleError>,
 }
 
 /// Pipeline settings.
@@ -49,6 +55,9 @@ pub struct PipelineConfig {
     pub segment: SegmentConfig,
     /// Below this top probability a cell is unidentified (default: the model card's value).
     pub unidentified_threshold: f32,
+    /// Bring each frame to the training scale by its red cells (fixed or measured in each frame; the
+    /// model's reference diameter is the card's); `None`: by the frame's size.
+    pub rbc_px: Option<RbcPx>,
 }
 
 /// Segmenter + classifier, with buffers reused across frames.
@@ -65,6 +74,7 @@ impl Pipeline {
         let config = PipelineConfig {
             segment: SegmentConfig::default(),
             unidentified_threshold: classifier.card().unidentified_threshold,
+            rbc_px: None,
         };
         Pipeline::with_config(classifier, config)
     }
@@ -76,6 +86,12 @@ impl Pipeline {
             classifier,
             config,
         }
+    }
+
+    /// Brings each frame to the training scale by its red cells as `rbc_px` says (`None`: by its size).
+    pub fn with_rbc_px(mut self, rbc_px: Option<RbcPx>) -> Self {
+        self.config.rbc_px = rbc_px;
+        self
     }
 
     /// The settings.
@@ -106,7 +122,12 @@ impl Pipeline {
     /// Finds and types the white cells of a frame of any size. Never panics on pixel content; fails only
     /// when inference fails.
     pub fn analyze(&mut self, frame: &Frame) -> Result<FrameResult, InferenceError> {
-        let seg = self.segmenter.segment(frame);
+        let (scaling, rbc_px, scale_error) = match self.config.rbc_px.map(|r| r.diameter(frame)) {
+            None => (preprocess::Scaling::FrameSize, None, None),
+            Some(Ok(d)) => (self.classifier.rbc_scaling(d), Some(d), None),
+            Some(Err(e)) => (preprocess::Scaling::FrameSize, None, Some(e)),
+        };
+        let seg = self.segmenter.segment_with(frame, scaling);
         let mut cells = Vec::with_capacity(seg.cells.len());
         for found in &seg.cells {
             // Segmentation sets every cell's nucleus.
@@ -126,6 +147,8 @@ impl Pipeline {
             overflow: seg.overflow,
             width: frame.width(),
             height: frame.height(),
+            rbc_px,
+            scale_error,
         })
     }
 }

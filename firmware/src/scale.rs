@@ -125,6 +125,47 @@ pub enum ScaleError {
     },
 }
 
+/// Smallest and largest red-cell diameter a microscope may be set to, in pixels.
+pub const RBC_PX_RANGE: std::ops::RangeInclusive<f32> = 4.0..=2000.0;
+
+/// How a microscope's red cells are sized (`--rbc-px N|auto`): a calibrated diameter, or measured in each
+/// frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RbcPx {
+    /// This microscope's red cells measure this many pixels (as [`estimate_rbc_diameter`] measures them).
+    Fixed(f32),
+    /// Measured in each frame ([`estimate_rbc_diameter`]).
+    Auto,
+}
+
+impl RbcPx {
+    /// The red-cell diameter of `frame`: the fixed one, or measured.
+    pub fn diameter(self, frame: &Frame) -> Result<f32, ScaleError> {
+        match self {
+            RbcPx::Fixed(d) => Ok(d),
+            RbcPx::Auto => estimate_rbc_diameter(frame).map(|s| s.diameter_px),
+        }
+    }
+}
+
+impl std::str::FromStr for RbcPx {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(RbcPx::Auto);
+        }
+        match s.parse::<f32>() {
+            Ok(v) if RBC_PX_RANGE.contains(&v) => Ok(RbcPx::Fixed(v)),
+            _ => Err(format!(
+                "expected a red-cell diameter in pixels from {} to {}, or `auto`",
+                RBC_PX_RANGE.start(),
+                RBC_PX_RANGE.end()
+            )),
+        }
+    }
+}
+
 /// The typical red-cell diameter of a frame or a crop, in its own pixels, with [`ScaleParams::default`].
 pub fn estimate_rbc_diameter(frame: &Frame) -> Result<RbcScale, ScaleError> {
     estimate_rbc_diameter_with(frame, &ScaleParams::default())

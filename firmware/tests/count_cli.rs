@@ -109,6 +109,50 @@ fn the_same_file_twice_is_counted_once_with_a_warning() {
     );
 }
 
+/// `count --rbc-px`: these frames' red cells measure about 83 px (41.4 at the training scale, half the
+/// frame), so scaling by that diameter is scaling by the frame's size: the same differential. `auto` measures
+/// every frame and counts them all; a diameter that makes the cells four times too big finds other cells.
+#[test]
+fn count_scales_frames_by_their_red_cells() {
+    let count = |extra: &[&str]| {
+        let out = bin()
+            .args(["count", "--json", "--target", "0"])
+            .args(extra)
+            .arg(smears())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (ok(&out), stderr)
+    };
+    let (plain, _) = count(&[]);
+    let (same, _) = count(&["--rbc-px", "82.8"]);
+    assert_eq!(plain["differential"], same["differential"]);
+    assert_eq!(plain["frames"], same["frames"]);
+    let (auto, stderr) = count(&["--rbc-px", "auto"]);
+    assert_eq!(auto["frames"].as_array().unwrap().len(), 8);
+    assert!(
+        !stderr.contains("warning"),
+        "every sample frame has red cells: {stderr}"
+    );
+    let total = |v: &Value| v["total"].as_u64().unwrap();
+    let diff = total(&auto).abs_diff(total(&plain));
+    assert!(
+        diff * 5 <= total(&plain),
+        "auto {} vs {}",
+        total(&auto),
+        total(&plain)
+    );
+    let (wrong, _) = count(&["--rbc-px", "20"]);
+    assert_ne!(wrong["frames"], plain["frames"]);
+    let bad = bin()
+        .args(["count", "--rbc-px", "0"])
+        .arg(smears())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--rbc-px"));
+}
+
 #[test]
 fn target_0_means_no_limit_and_says_so() {
     let out = bin()

@@ -26,6 +26,7 @@
 //! backend = "rpicam"
 //! width = 1280
 //! height = 960
+//! rbc_px = 52.0          # optional: red-cell diameter in frame pixels, from `classify --rbc-px auto`
 //! ```
 
 use std::collections::BTreeMap;
@@ -257,6 +258,15 @@ impl BoardConfig {
                 return Err(format!("{name}: speeds and acceleration must be positive"));
             }
         }
+        if let Some(d) = self.camera.rbc_px {
+            if !crate::scale::RBC_PX_RANGE.contains(&d) {
+                return Err(format!(
+                    "camera.rbc_px = {d}: a red-cell diameter is {} to {} pixels",
+                    crate::scale::RBC_PX_RANGE.start(),
+                    crate::scale::RBC_PX_RANGE.end()
+                ));
+            }
+        }
         if let Some(b) = &self.button {
             claim(b.pin, "button".into())?;
         }
@@ -278,6 +288,31 @@ mod tests {
         let cfg = BoardConfig::parse(EXAMPLE, Path::new("deploy/board.toml")).unwrap();
         assert_eq!(cfg.focus.step, 23);
         assert!(cfg.button.is_some());
+    }
+
+    #[test]
+    fn a_calibrated_red_cell_diameter_is_read_and_checked() {
+        let with = |v: &str| {
+            EXAMPLE.replace(
+                "timeout_ms = 2000",
+                &format!("timeout_ms = 2000\nrbc_px = {v}"),
+            )
+        };
+        let cfg = BoardConfig::parse(&with("83.0"), Path::new("b.toml")).unwrap();
+        assert_eq!(cfg.camera.rbc_px, Some(83.0));
+        assert_eq!(
+            BoardConfig::parse(EXAMPLE, Path::new("b.toml"))
+                .unwrap()
+                .camera
+                .rbc_px,
+            None
+        );
+        for bad in ["0.0", "-5.0", "1e9"] {
+            let msg = BoardConfig::parse(&with(bad), Path::new("b.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("camera.rbc_px"), "{bad}: {msg}");
+        }
     }
 
     #[test]

@@ -196,7 +196,7 @@ pub enum PixelFormat {
 }
 
 /// The `[camera]` table of the board file.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CameraConfig {
     /// Which backend.
@@ -219,6 +219,10 @@ pub struct CameraConfig {
     pub extra_args: Vec<String>,
     /// Replay source: an image file or a folder of them.
     pub path: Option<PathBuf>,
+    /// This microscope's red-cell diameter in its frames' pixels, measured once at calibration (as
+    /// `classify --rbc-px auto` reports it): `run` then brings every field to the model's training scale
+    /// by it. `run --rbc-px` overrides it; unset, fields are scaled by their size.
+    pub rbc_px: Option<f32>,
 }
 
 impl Default for CameraConfig {
@@ -234,6 +238,7 @@ impl Default for CameraConfig {
             program: None,
             extra_args: Vec::new(),
             path: None,
+            rbc_px: None,
         }
     }
 }

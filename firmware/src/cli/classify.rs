@@ -9,7 +9,9 @@ use leukoscope::preprocess::Scaling;
 use leukoscope::report::round4;
 use leukoscope::{Classes, Classifier, Frame, Prediction};
 
-use super::{InputArgs, ModelArg};
+use leukoscope::scale::RbcPx;
+
+use super::{InputArgs, ModelArg, RbcPxArg};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,39 +21,10 @@ pub struct Args {
     /// model's top class (predicted), its confidence and every class's probability.
     #[arg(long)]
     json: bool,
-    /// Bring each image to the model's training scale by its red cells first: N, the red-cell diameter in
-    /// pixels of this microscope's images (a calibrated microscope; as `auto` measures it, the inscribed
-    /// diameter, about 0.8× a hand-drawn box), or `auto`, measured in each image (where it cannot be, the
-    /// image is scaled by its size and a warning says so). Default: scale by image size.
-    #[arg(long, value_name = "N|auto", value_parser = parse_rbc_px, allow_hyphen_values = true)]
-    rbc_px: Option<RbcPx>,
+    #[command(flatten)]
+    rbc: RbcPxArg,
     #[command(flatten)]
     inputs: InputArgs,
-}
-
-/// Smallest and largest red-cell diameter `--rbc-px` accepts, in pixels.
-const RBC_PX_RANGE: std::ops::RangeInclusive<f32> = 4.0..=2000.0;
-
-/// `--rbc-px`: a given diameter, or measured per image.
-#[derive(Clone, Copy, Debug)]
-enum RbcPx {
-    Fixed(f32),
-    Auto,
-}
-
-fn parse_rbc_px(s: &str) -> Result<RbcPx, String> {
-    if s == "auto" {
-        return Ok(RbcPx::Auto);
-    }
-    let range = format!(
-        "a red-cell diameter in pixels from {} to {}, or `auto`",
-        RBC_PX_RANGE.start(),
-        RBC_PX_RANGE.end()
-    );
-    match s.parse::<f32>() {
-        Ok(v) if RBC_PX_RANGE.contains(&v) => Ok(RbcPx::Fixed(v)),
-        _ => Err(format!("expected {range}")),
-    }
 }
 
 /// Step 1 for one image as `--rbc-px` says, and the diameter it used.
@@ -61,19 +34,18 @@ fn scaling(
     frame: &Frame,
     path: &Path,
 ) -> (Scaling, Option<f32>) {
-    match rbc_px {
-        None => (Scaling::FrameSize, None),
-        Some(RbcPx::Fixed(d)) => (c.rbc_scaling(d), Some(d)),
-        Some(RbcPx::Auto) => match leukoscope::scale::estimate_rbc_diameter(frame) {
-            Ok(s) => (c.rbc_scaling(s.diameter_px), Some(s.diameter_px)),
-            Err(e) => {
-                eprintln!(
-                    "warning: {}: {e}; the image is scaled by its size instead",
-                    path.display()
-                );
-                (Scaling::FrameSize, None)
-            }
-        },
+    let Some(rbc_px) = rbc_px else {
+        return (Scaling::FrameSize, None);
+    };
+    match rbc_px.diameter(frame) {
+        Ok(d) => (c.rbc_scaling(d), Some(d)),
+        Err(e) => {
+            eprintln!(
+                "warning: {}: {e}; the image is scaled by its size instead",
+                path.display()
+            );
+            (Scaling::FrameSize, None)
+        }
     }
 }
 
@@ -130,7 +102,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for item in args.inputs.expand().items {
         let result = item.map_err(anyhow::Error::from).and_then(|path| {
             let frame = Frame::open(&path)?;
-            let (scaling, rbc_px) = scaling(&classifier, args.rbc_px, &frame, &path);
+            let (scaling, rbc_px) = scaling(&classifier, args.rbc.rbc_px, &frame, &path);
             let p = classifier
                 .classify_frame_with(&frame, scaling)
                 .with_context(|| path.display().to_string())?;

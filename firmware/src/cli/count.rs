@@ -7,7 +7,7 @@ use leukoscope::count::StopRule;
 use leukoscope::report::{Provenance, Report};
 use leukoscope::{Frame, Pipeline};
 
-use super::{InputArgs, ModelArg, Outputs, Progress, TargetArg};
+use super::{InputArgs, ModelArg, Outputs, Progress, RbcPxArg, TargetArg};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,13 +16,15 @@ pub struct Args {
     #[command(flatten)]
     target: TargetArg,
     #[command(flatten)]
+    rbc: RbcPxArg,
+    #[command(flatten)]
     outputs: Outputs,
     #[command(flatten)]
     inputs: InputArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut pipeline = Pipeline::new(args.model.classifier()?);
+    let mut pipeline = Pipeline::new(args.model.classifier()?).with_rbc_px(args.rbc.rbc_px);
     let stop = StopRule {
         target: args.target.target,
     };
@@ -53,6 +55,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     });
                 match analysed {
                     Ok(r) => {
+                        if let Some(e) = &r.scale_error {
+                            progress.clear();
+                            eprintln!(
+                                "warning: {}: {e}; the frame is scaled by its size instead",
+                                path.display()
+                            );
+                        }
                         rep.add_frame(&path, r);
                     }
                     Err(e) => {

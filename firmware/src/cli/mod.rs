@@ -89,6 +89,17 @@ impl ModelArg {
     }
 }
 
+/// `--rbc-px`, one meaning for `classify`, `count` and `run`.
+#[derive(clap::Args)]
+struct RbcPxArg {
+    /// Bring each image to the model's training scale by its red cells first: N, the red-cell diameter in
+    /// pixels of this microscope's images (a calibrated microscope; as `auto` measures it, the inscribed
+    /// diameter, about 0.8× a hand-drawn box), or `auto`, measured in each image (where it cannot be, the
+    /// image is scaled by its size and a warning names it). Default: scale by image size.
+    #[arg(long, value_name = "N|auto", allow_hyphen_values = true)]
+    rbc_px: Option<leukoscope::scale::RbcPx>,
+}
+
 /// `--target`, one meaning for `count` and `run`.
 #[derive(clap::Args)]
 struct TargetArg {

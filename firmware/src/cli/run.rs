@@ -11,11 +11,13 @@ use leukoscope::board::{Button, Focus, Illumination, Microscope, Stage, StatusLe
 use leukoscope::capture::Camera;
 use leukoscope::count::StopRule;
 use leukoscope::journal::{Header, Journal};
+use leukoscope::pipeline::Analysis;
 use leukoscope::report::Report;
-use leukoscope::session::{self, Event, Outcome, SessionConfig};
-use leukoscope::Pipeline;
+use leukoscope::scale::RbcPx;
+use leukoscope::session::{self, Analyzer, Event, Outcome, SessionConfig};
+use leukoscope::{Cell, Frame, Pipeline};
 
-use super::{ModelArg, Outputs, TargetArg};
+use super::{ModelArg, Outputs, RbcPxArg, TargetArg};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,6 +49,9 @@ pub struct Args {
     refocus_every: u32,
     #[command(flatten)]
     model: ModelArg,
+    /// (`--board`: overrides the board file's `[camera] rbc_px`.)
+    #[command(flatten)]
+    rbc: RbcPxArg,
     #[command(flatten)]
     outputs: Outputs,
 }
@@ -104,7 +109,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         if let Some(w) = handle.wrap() {
             eprintln!("warning: {w}");
         }
-        let code = with_model(&mut scope, args, &cfg, &source);
+        let code = with_model(&mut scope, args, &cfg, &source, args.rbc.rbc_px);
         if let Some(w) = handle.wrapped() {
             eprintln!("note: this count went round the simulated slide: {w}");
         }
@@ -126,7 +131,11 @@ fn run_board(board: &Path, args: &Args, mut cfg: SessionConfig) -> anyhow::Resul
     }
     let mut b = leukoscope::board::rpi::Board::open(&bc)?;
     let source = format!("rpi board={}", recorded(board));
-    with_model(&mut b.scope, args, &cfg, &source)
+    let rbc_px = args
+        .rbc
+        .rbc_px
+        .or(bc.camera.rbc_px.map(leukoscope::scale::RbcPx::Fixed));
+    with_model(&mut b.scope, args, &cfg, &source, rbc_px)
 }
 
 #[cfg(not(feature = "rpi"))]
@@ -140,12 +149,32 @@ fn run_board(board: &Path, _args: &Args, _cfg: SessionConfig) -> anyhow::Result<
     )
 }
 
+/// The pipeline, saying when a field's red cells could not be measured (`--rbc-px auto`).
+struct Warning(Pipeline);
+
+impl Analyzer for Warning {
+    type Error = <Pipeline as Analyzer>::Error;
+
+    fn analysis(&self) -> Analysis {
+        self.0.analysis()
+    }
+
+    fn analyze(&mut self, frame: &Frame) -> Result<Vec<Cell>, Self::Error> {
+        let r = self.0.analyze(frame)?;
+        if let Some(e) = &r.scale_error {
+            eprintln!("warning: this field: {e}; it is scaled by its size instead");
+        }
+        Ok(r.cells)
+    }
+}
+
 /// Counts with the model of `--model` (the embedded default otherwise).
 fn with_model<C, L, F, S, B, T>(
     scope: &mut Microscope<C, L, F, S, B, T>,
     args: &Args,
     cfg: &SessionConfig,
     source: &str,
+    rbc_px: Option<RbcPx>,
 ) -> anyhow::Result<ExitCode>
 where
     C: Camera,
@@ -155,7 +184,7 @@ where
     B: Button,
     T: StatusLed,
 {
-    let mut analyzer = Pipeline::new(args.model.classifier()?);
+    let mut analyzer = Warning(Pipeline::new(args.model.classifier()?).with_rbc_px(rbc_px));
     let header = Header::new(args.target.target, source, analyzer.analysis());
     let mut journal = if args.resume && args.journal.exists() {
         let j = Journal::resume_as(&args.journal, Some(&header))?;

@@ -54,6 +54,8 @@ fn result(cells: Vec<Cell>) -> FrameResult {
         overflow: false,
         width: 640,
         height: 480,
+        rbc_px: None,
+        scale_error: None,
     }
 }
 

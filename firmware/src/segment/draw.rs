@@ -16,8 +16,8 @@ pub fn mask_grey(mask: &[u8]) -> Vec<u8> {
 }
 
 /// The frame with the outline of the training-scale `mask` (`mw × mh`, `scale` original pixels per mask
-/// pixel) and each cell's box ([`Cell::rect`], in the frame's pixels) drawn on it.
-pub fn overlay(frame: &Frame, mask: &[u8], mw: u32, mh: u32, scale: u32, cells: &[Cell]) -> Frame {
+/// pixel, not necessarily whole) and each cell's box ([`Cell::rect`], in the frame's pixels) drawn on it.
+pub fn overlay(frame: &Frame, mask: &[u8], mw: u32, mh: u32, scale: f32, cells: &[Cell]) -> Frame {
     let (w, h) = (frame.width(), frame.height());
     let mut data = frame.data().to_vec();
     let mut put = |x: u32, y: u32, c: [u8; 3]| {
@@ -36,9 +36,14 @@ pub fn overlay(frame: &Frame, mask: &[u8], mw: u32, mh: u32, scale: u32, cells: 
     for y in 0..mh as i64 {
         for x in 0..mw as i64 {
             if at(x, y) && !(at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1)) {
-                for dy in 0..scale {
-                    for dx in 0..scale {
-                        put(x as u32 * scale + dx, y as u32 * scale + dy, OUTLINE);
+                // The original pixels this mask pixel covers (at least one).
+                let span = |v: i64| {
+                    let lo = (v as f32 * scale).floor() as u32;
+                    lo..(((v + 1) as f32 * scale).ceil() as u32).max(lo + 1)
+                };
+                for oy in span(y) {
+                    for ox in span(x) {
+                        put(ox, oy, OUTLINE);
                     }
                 }
             }

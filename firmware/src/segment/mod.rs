@@ -92,8 +92,8 @@ impl Default for SegmentConfig {
 pub struct Segmentation {
     /// The frame at the training scale (crops come from it).
     pub scaled: Frame,
-    /// Original pixels per training-scale pixel.
-    pub scale: u32,
+    /// Original pixels per training-scale pixel (an integer when scaled by the frame's size).
+    pub scale: f32,
     /// Detected cells, largest nucleus first: [`Cell::rect`] in the original frame's pixels,
     /// [`Cell::nucleus`] (always set) at the training scale; no crop or prediction yet.
     pub cells: heapless::Vec<Cell, MAX_CELLS>,
@@ -178,11 +178,24 @@ impl Segmenter {
 
     /// Finds the white cells of a frame of any size.
     pub fn segment(&mut self, frame: &Frame) -> Segmentation {
-        let scale = preprocess::scale_factor(frame.width(), frame.height())
-            .min(frame.width())
-            .min(frame.height())
-            .max(1);
-        let scaled = preprocess::to_training_scale(frame);
+        self.segment_with(frame, preprocess::Scaling::FrameSize)
+    }
+
+    /// [`Segmenter::segment`] with the frame brought to the training scale as `scaling` says (e.g. by its
+    /// red cells, [`preprocess::Scaling::Rbc`]): everything scale-dependent (the nucleus sizes, the lobe
+    /// gaps, the crop) then sees cells of the training size.
+    pub fn segment_with(&mut self, frame: &Frame, scaling: preprocess::Scaling) -> Segmentation {
+        let scaled = preprocess::scale_frame(frame, scaling);
+        let scale = match scaling {
+            // The block size, whatever the remainder of the frame's width.
+            preprocess::Scaling::FrameSize => {
+                preprocess::scale_factor(frame.width(), frame.height())
+                    .min(frame.width())
+                    .min(frame.height())
+                    .max(1) as f32
+            }
+            preprocess::Scaling::Rbc { .. } => frame.width() as f32 / scaled.width() as f32,
+        };
         let cfg = self.config;
         let contrast_ok = |c: &Clustering| {
             c.k() > 1
@@ -328,7 +341,7 @@ fn locate_in(integral: &Integral, b: Rect) -> (u32, u32) {
 fn cell(
     g: &Component,
     cfg: &SegmentConfig,
-    scale: u32,
+    scale: f32,
     frame: &Frame,
     scaled: &Frame,
     integral: &Integral,
@@ -343,12 +356,14 @@ fn cell(
     let y0 = ((cy2 - sh) / 2).clamp(0, h);
     let x1 = ((cx2 + sw) / 2).clamp(0, w);
     let y1 = ((cy2 + sh) / 2).clamp(0, h);
-    let s = scale as i64;
+    // Outward to whole original pixels (exact for an integer scale).
+    let back =
+        |v: i64, round: fn(f32) -> f32, limit: u32| (round(v as f32 * scale) as u32).min(limit);
     let rect = Rect {
-        x0: (x0 * s).min(frame.width() as i64) as u32,
-        y0: (y0 * s).min(frame.height() as i64) as u32,
-        x1: (x1 * s).min(frame.width() as i64) as u32,
-        y1: (y1 * s).min(frame.height() as i64) as u32,
+        x0: back(x0, f32::floor, frame.width()),
+        y0: back(y0, f32::floor, frame.height()),
+        x1: back(x1, f32::ceil, frame.width()),
+        y1: back(y1, f32::ceil, frame.height()),
     };
     Cell {
         nucleus: Some(Nucleus {

@@ -38,7 +38,7 @@ fn finds_one_cell_and_reports_original_coordinates() {
     // Segmentation fills in the box and the nucleus; the crop and the type come later.
     let c = &s.cells[0];
     assert!(c.nucleus.is_some() && c.crop.is_none() && c.prediction.is_none());
-    assert_eq!(s.scale, 2);
+    assert_eq!(s.scale, 2.0);
     let (cx, cy) = s.cells[0]
         .nucleus
         .expect("segmentation sets the nucleus")

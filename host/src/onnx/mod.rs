@@ -901,18 +901,7 @@ impl<'g> Writer<'g> {
         };
         let out = self.out_name(at.id)?;
         match c {
-            ColourNorm::Instance { eps } => {
-                let n = channels as usize;
-                let ones = self.float_init(at, at.param("scale"), &[channels], vec![1.0; n])?;
-                let zeros = self.float_init(at, at.param("bias"), &[channels], vec![0.0; n])?;
-                self.nodes.push(node(
-                    "InstanceNormalization",
-                    "normalise",
-                    vec![x, ones, zeros],
-                    &out,
-                    vec![attr_float("epsilon", eps as f32)],
-                ));
-            }
+            ColourNorm::Instance { eps } => self.standardise(at, x, channels, eps, &out)?,
             ColourNorm::Grey { eps } => {
                 if channels != 3 {
                     return Err(at.malformed(format!("grey needs RGB, input is {shape}")));
@@ -923,25 +912,15 @@ impl<'g> Writer<'g> {
                 let weight = per_input.repeat(3);
                 let weight = self.float_init(at, at.param("luma"), &[3, 3, 1, 1], weight)?;
                 let bias = self.float_init(at, at.param("luma_bias"), &[3], vec![bias; 3])?;
-                let ones = self.float_init(at, at.param("scale"), &[3], vec![1.0; 3])?;
-                let zeros = self.float_init(at, at.param("bias"), &[3], vec![0.0; 3])?;
                 let luma = self.claim(at, format!("{name}/luma"))?;
-                self.nodes.extend([
-                    node(
-                        "Conv",
-                        "luma",
-                        vec![x, weight, bias],
-                        &luma,
-                        vec![attr_ints("kernel_shape", &[1, 1])],
-                    ),
-                    node(
-                        "InstanceNormalization",
-                        "normalise",
-                        vec![luma, ones, zeros],
-                        &out,
-                        vec![attr_float("epsilon", eps as f32)],
-                    ),
-                ]);
+                self.nodes.push(node(
+                    "Conv",
+                    "luma",
+                    vec![x, weight, bias],
+                    &luma,
+                    vec![attr_ints("kernel_shape", &[1, 1])],
+                ));
+                self.standardise(at, luma, 3, eps, &out)?;
             }
             ColourNorm::WhitePoint { block } => {
                 if channels != 3 {
@@ -991,6 +970,29 @@ impl<'g> Writer<'g> {
             }
         }
         self.set(at.id, out, shape);
+        Ok(())
+    }
+
+    /// `InstanceNormalization` without affine of `x` (`channels` channels) into `out`: each image's channels
+    /// to zero mean and unit variance.
+    fn standardise(
+        &mut self,
+        at: At,
+        x: String,
+        channels: i64,
+        eps: f64,
+        out: &str,
+    ) -> Result<(), ExportError> {
+        let n = channels as usize;
+        let ones = self.float_init(at, at.param("scale"), &[channels], vec![1.0; n])?;
+        let zeros = self.float_init(at, at.param("bias"), &[channels], vec![0.0; n])?;
+        self.nodes.push(proto::node(
+            "InstanceNormalization",
+            &format!("{}/normalise", at.node.name),
+            vec![x, ones, zeros],
+            vec![out.to_owned()],
+            vec![attr_float("epsilon", eps as f32)],
+        ));
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p leukoscope --features testing --example bccd_quality -- [--data ../shared/data/blood-cells]
-//!     [--model FILE] [--write models/results/bccd.md] [--no-graphcut] [--split train|test|all]
+//!     [--model FILE] [--write models/results/bccd.md] [--no-graphcut] [--split train|test|all] [--rbc-px N|auto]
 //!     [--audit models/results/bccd-audit.csv [--audit-sheet FILE.png]]
 //! ```
 //! Prints a Markdown table; with `--write` also writes it (with this command) to the file, keeping whatever
@@ -258,6 +258,8 @@ fn main() -> std::process::ExitCode {
             "min_area" => config.min_area = v,
             "cell_margin" => config.cell_margin = v,
             "min_cell_side" => config.min_cell_side = v,
+            "accept_darker_nucleus" => config.accept_darker_nucleus = v != 0,
+            "white_balance" => config.white_balance = (v > 0).then_some(v),
             _ => eprintln!("unknown setting {k}"),
         }
     }
@@ -307,6 +309,21 @@ fn main() -> std::process::ExitCode {
         }
     };
 
+    // `--rbc-px N|auto`: each frame brought to the training scale by its red cells (the scale step of
+    // `count --rbc-px`), to the model's reference diameter; a frame whose red cells cannot be measured is
+    // scaled by its size and counted.
+    let rbc_px: Option<leukoscope::scale::RbcPx> = match opt("--rbc-px").map(|v| v.parse()) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            eprintln!("error: --rbc-px: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let reference_px = classifier
+        .as_ref()
+        .map_or(preprocess::REFERENCE_RBC_PX, Classifier::reference_rbc_px);
+    let mut unmeasured = 0usize;
     let mut seg = Segmenter::new(config);
     let (mut all, mut train, mut test) = (Tally::default(), Tally::default(), Tally::default());
     let mut audited = [Tally::default(), Tally::default(), Tally::default()];
@@ -334,7 +351,18 @@ fn main() -> std::process::ExitCode {
         .unwrap_or_default();
         let truth = voc_boxes(&xml, "WBC");
         let t0 = Instant::now();
-        let found = seg.segment(&frame);
+        let scaling = match rbc_px.map(|r| r.diameter(&frame)) {
+            None => preprocess::Scaling::FrameSize,
+            Some(Ok(d)) => preprocess::Scaling::Rbc {
+                rbc_px: d,
+                reference_px,
+            },
+            Some(Err(_)) => {
+                unmeasured += 1;
+                preprocess::Scaling::FrameSize
+            }
+        };
+        let found = seg.segment_with(&frame, scaling);
         seconds += t0.elapsed().as_secs_f64();
         let det: Vec<Rect> = found.cells.iter().map(|c| c.rect).collect();
         let m = matches(&truth, &det);
@@ -462,6 +490,18 @@ fn main() -> std::process::ExitCode {
         if config.graphcut.is_some() { "on" } else { "off" },
         seg.working_set_bytes() as f64 / 1024.0
     );
+    if let Some(r) = rbc_px {
+        md += &format!(
+            "\nScale step in the path: `--rbc-px {}` to a reference of {reference_px:.1} px; red cells \
+             unmeasurable in {unmeasured} of {} frames (those scaled by their size). The time above is the \
+             segmentation's, after the estimate.\n",
+            match r {
+                leukoscope::scale::RbcPx::Auto => "auto".to_string(),
+                leukoscope::scale::RbcPx::Fixed(d) => d.to_string(),
+            },
+            all.frames
+        );
+    }
     if let Some(cl) = &classifier {
         md += &format!(
             "\n| `test` smears typed (model `{}`) | smears | WBC found | typed as labelled | typed as labelled and above threshold {:.2} |\n|---|---|---|---|---|\n| end to end | {typed_n} | {typed_found} | {typed_ok} ({:.1} %) | {typed_ok_identified} ({:.1} %) |\n",

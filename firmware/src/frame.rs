@@ -237,6 +237,11 @@ impl Frame {
         &self.data
     }
 
+    /// The RGB8 bytes, row-major, given back (a buffer to reuse).
+    pub fn into_data(self) -> Vec<u8> {
+        self.data
+    }
+
     /// The pixel at `(x, y)`; both must be in range.
     #[inline]
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {

@@ -98,6 +98,52 @@ pub fn scale_frame(frame: &Frame, scaling: Scaling) -> Frame {
     resize_bilinear(&blocked, ow, oh)
 }
 
+/// Each channel divided by the frame's white point, the brightest `block`-square average of that channel
+/// (the plasma between the cells; the whole frame when it is smaller than one square), and brought back to
+/// 0–255 (clipped): a lamp's or a camera's white balance, or a yellow background, becomes white. The
+/// integer twin of the nets' `WhitePoint` colour standardisation; a channel that is black throughout stays
+/// black.
+pub fn white_balance(frame: &Frame, block: u32) -> Frame {
+    white_balance_into(frame, block, Vec::new())
+}
+
+/// [`white_balance`] written into `buf` (cleared first; its allocation is reused).
+pub fn white_balance_into(frame: &Frame, block: u32, mut buf: Vec<u8>) -> Frame {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let b = (block.max(1) as usize).min(w).min(h).max(1);
+    let data = frame.data();
+    // Sums over each channel of every whole square; the largest per channel.
+    let mut brightest = [0u64; 3];
+    for by in 0..h / b {
+        for bx in 0..w / b {
+            let mut sum = [0u64; 3];
+            for y in by * b..(by + 1) * b {
+                let row = &data[(y * w + bx * b) * 3..(y * w + (bx + 1) * b) * 3];
+                for px in row.chunks_exact(3) {
+                    for c in 0..3 {
+                        sum[c] += u64::from(px[c]);
+                    }
+                }
+            }
+            for c in 0..3 {
+                brightest[c] = brightest[c].max(sum[c]);
+            }
+        }
+    }
+    let n = (b * b) as u64;
+    buf.clear();
+    buf.extend(data.chunks_exact(3).flat_map(|px| {
+        std::array::from_fn::<u8, 3, _>(|c| {
+            if brightest[c] == 0 {
+                return 0;
+            }
+            let v = (u64::from(px[c]) * 255 * n + brightest[c] / 2) / brightest[c];
+            v.min(255) as u8
+        })
+    }));
+    Frame::new(frame.width(), frame.height(), buf).expect("same size as the frame")
+}
+
 /// The integer nucleus score of one pixel: Wright–Giemsa stains nuclei violet (blue above green), while
 /// background, red cells and eosinophil granules have blue close to or below green.
 #[inline]
@@ -216,6 +262,31 @@ pub fn normalize(input: &Frame) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn white_balance_makes_the_plasma_white_and_keeps_black_black() {
+        // Yellow plasma with a darker violet square.
+        let mut data = Vec::new();
+        for y in 0..64u32 {
+            for x in 0..64u32 {
+                let inside = (16..32).contains(&x) && (16..32).contains(&y);
+                data.extend_from_slice(&if inside {
+                    [100, 45, 50]
+                } else {
+                    [240, 225, 120]
+                });
+            }
+        }
+        let f = Frame::new(64, 64, data).unwrap();
+        let b = white_balance(&f, 8);
+        assert_eq!(b.pixel(0, 0), [255, 255, 255]);
+        assert_eq!(b.pixel(20, 20), [106, 51, 106]);
+        // A black frame stays black; a frame smaller than one square is its own white point.
+        let black = Frame::filled(10, 10, [0, 0, 0]).unwrap();
+        assert_eq!(white_balance(&black, 8).data(), black.data());
+        let tiny = Frame::filled(3, 2, [10, 20, 40]).unwrap();
+        assert!(white_balance(&tiny, 8).data().iter().all(|&v| v == 255));
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -154,6 +154,18 @@ impl Clustering {
             .max()
             .unwrap_or(0)
     }
+
+    /// How much darker (in green, 8-bit units) the nucleus centroid is than the runner-up's, the other
+    /// cluster of largest blue-minus-green (0 when K = 1).
+    pub(crate) fn runner_up_darkness_gap(&self) -> i32 {
+        let green = |c: &[i32; 3]| c[1] / ONE;
+        self.centroids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.nucleus)
+            .max_by_key(|(_, c)| (c[2] - c[1]) / ONE)
+            .map_or(0, |(_, c)| green(c) - green(&self.centroids[self.nucleus]))
+    }
 }
 
 /// Integer square root, rounded to nearest, at least 1 for a non-zero input.

@@ -14,7 +14,9 @@
 //!
 //! This module knows pixels and geometry, never models or cell types. Buffers live in [`Segmenter`] and are
 //! reused from frame to frame; the cell list has a fixed capacity ([`MAX_CELLS`]) with an overflow flag.
-//! The default [`SegmentConfig`] was tuned on the BCCD `train` smears only (`examples/bccd_quality.rs`).
+//! The default [`SegmentConfig`] was tuned on the BCCD `train` smears only (`examples/bccd_quality.rs`); its
+//! two stain-agnostic steps (the white balance on the plasma and the darker-nucleus rule) were chosen between
+//! named settings on a second lab's crops (`examples/site_segment.rs`) and change no BCCD result.
 
 mod components;
 pub mod draw;
@@ -47,6 +49,10 @@ pub struct SegmentConfig {
     /// The nucleus cluster's centroid must have B − G at least this, and this much above the next
     /// cluster, or the frame has no stained nuclei (blank, over-exposed or unstained frames).
     pub min_contrast: i32,
+    /// Also accept a nucleus cluster whose blue-minus-green is not `min_contrast` above the next violet
+    /// cluster's when it is at least `min_contrast` darker (in green) than it: a lab whose cytoplasm stains
+    /// as violet as its nuclei, only paler.
+    pub accept_darker_nucleus: bool,
     /// When no cluster passes the contrast test with `kmeans.k` clusters, cluster once more with one more
     /// (a pale smear's faint nuclei can share a cluster with cytoplasm at K = 3: BCCD 00072).
     pub retry_one_more_cluster: bool,
@@ -67,6 +73,11 @@ pub struct SegmentConfig {
     pub min_cell_side: u32,
     /// Graph-cut refinement of each candidate (None: K-means mask only).
     pub graphcut: Option<GraphCutConfig>,
+    /// Find nuclei on the frame white-balanced on its plasma ([`preprocess::white_balance`] with squares
+    /// of this side), so that a yellow or tinted background (another lab's lamp, camera or stain) does not
+    /// hide the nuclei's blue; crops are still cut from the frame as it was. `None`: the colours as they
+    /// are.
+    pub white_balance: Option<u32>,
 }
 
 impl Default for SegmentConfig {
@@ -74,6 +85,7 @@ impl Default for SegmentConfig {
         SegmentConfig {
             kmeans: KMeansConfig::default(),
             min_contrast: 30,
+            accept_darker_nucleus: true,
             retry_one_more_cluster: true,
             min_lobe: 12,
             lobe_gap: 8,
@@ -83,6 +95,7 @@ impl Default for SegmentConfig {
             cell_margin: 10,
             min_cell_side: 60,
             graphcut: Some(GraphCutConfig::default()),
+            white_balance: Some(8),
         }
     }
 }
@@ -118,6 +131,8 @@ pub struct Segmenter {
     refiner: Option<Refiner>,
     cut: Vec<u8>,
     integral: Integral,
+    /// The white-balanced training-scale frame's bytes ([`SegmentConfig::white_balance`]).
+    balanced: Vec<u8>,
 }
 
 impl Default for Segmenter {
@@ -140,12 +155,13 @@ impl Segmenter {
             refiner: config.graphcut.map(Refiner::new),
             cut: Vec::new(),
             integral: Integral::default(),
+            balanced: Vec::new(),
         }
     }
 
     /// Heap bytes its per-frame buffers hold now (capacities: histogram, mask, labels, component lists, the
-    /// graph-cut network and cut, the integral image). They grow to the largest frame seen and are reused,
-    /// so after the first frame a frame costs a bounded number of allocations, none per pixel: the
+    /// graph-cut network and cut, the integral image, the white-balanced frame). They grow to the largest
+    /// frame seen and are reused, so after the first frame a frame costs a bounded number of allocations, none per pixel: the
     /// training-scale copy of the frame (at most 320×240 pixels for a 4:3 frame) and the returned
     /// [`Segmentation`]'s centroid list; cells are a fixed-capacity [`heapless::Vec`].
     pub fn working_set_bytes(&self) -> usize {
@@ -157,6 +173,7 @@ impl Segmenter {
             + self.refiner.as_ref().map_or(0, Refiner::heap_bytes)
             + heap_bytes(&self.cut)
             + self.integral.heap_bytes()
+            + heap_bytes(&self.balanced)
     }
 
     /// The settings.
@@ -200,9 +217,14 @@ impl Segmenter {
         let contrast_ok = |c: &Clustering| {
             c.k() > 1
                 && c.nucleus_contrast() >= cfg.min_contrast
-                && c.nucleus_contrast() - c.runner_up_contrast() >= cfg.min_contrast
+                && (c.nucleus_contrast() - c.runner_up_contrast() >= cfg.min_contrast
+                    || cfg.accept_darker_nucleus && c.runner_up_darkness_gap() >= cfg.min_contrast)
         };
-        let mut clustering = self.cluster(&scaled);
+        let balanced = cfg.white_balance.map(|block| {
+            preprocess::white_balance_into(&scaled, block, std::mem::take(&mut self.balanced))
+        });
+        let seen = balanced.as_ref().unwrap_or(&scaled);
+        let mut clustering = self.cluster(seen);
         if !contrast_ok(&clustering) && cfg.retry_one_more_cluster && cfg.kmeans.k < kmeans::MAX_K {
             // Same histogram, one more cluster.
             let more = KMeansConfig {
@@ -217,8 +239,7 @@ impl Segmenter {
         self.mask.clear();
         let nucleus = clustering.nucleus() as u8;
         self.mask.extend(
-            scaled
-                .data()
+            seen.data()
                 .chunks_exact(3)
                 .map(|p| (contrast_ok && clustering.label([p[0], p[1], p[2]]) == nucleus) as u8),
         );
@@ -235,7 +256,7 @@ impl Segmenter {
         if let Some(refiner) = self.refiner.as_mut() {
             refine_groups(
                 refiner,
-                &scaled,
+                seen,
                 &clustering,
                 &cfg,
                 &mut self.groups,
@@ -243,7 +264,10 @@ impl Segmenter {
                 &mut self.cut,
             );
         }
-        self.integral.build(&scaled, nucleus_score);
+        self.integral.build(seen, nucleus_score);
+        if let Some(b) = balanced {
+            self.balanced = b.into_data();
+        }
         let mut cells = heapless::Vec::new();
         let mut overflow = false;
         for g in &self.groups {

@@ -60,6 +60,70 @@ fn lobes_of_one_cell_are_merged() {
     assert_eq!(s.cells.len(), 1, "{:?}", s.cells);
 }
 
+/// `f` under another lamp or stain: each channel scaled by `gain`.
+fn tinted(f: &Frame, gain: [f32; 3]) -> Frame {
+    let data = f
+        .data()
+        .chunks_exact(3)
+        .flat_map(|p| std::array::from_fn::<u8, 3, _>(|c| (p[c] as f32 * gain[c]) as u8))
+        .collect();
+    Frame::new(f.width(), f.height(), data).unwrap()
+}
+
+#[test]
+fn a_yellow_background_hides_no_nucleus() {
+    // Blue at 55 %: the nuclei's blue is no longer 30 above their green, until the frame is balanced on
+    // its plasma.
+    let plain = smear(640, 480, &[(300, 200, 40)]);
+    let f = tinted(&plain, [1.0, 0.95, 0.55]);
+    let as_is = SegmentConfig {
+        white_balance: None,
+        ..SegmentConfig::default()
+    };
+    assert!(Segmenter::new(as_is).segment(&f).cells.is_empty());
+    let s = Segmenter::default().segment(&f);
+    assert_eq!(s.cells.len(), 1, "{:?}", s.cells);
+    let mut on_plain = Segmenter::default();
+    let p = on_plain.segment(&plain);
+    assert_eq!(s.cells[0].rect, p.cells[0].rect);
+    // The crops still come from the frame as it was.
+    assert_eq!(s.scaled.data(), preprocess::to_training_scale(&f).data());
+    // Red cells alone, under the same tint, are still no white cell.
+    let rbc_only = tinted(&smear(640, 480, &[]), [1.0, 0.95, 0.55]);
+    assert!(Segmenter::default().segment(&rbc_only).cells.is_empty());
+}
+
+#[test]
+fn a_nucleus_in_a_violet_cytoplasm_is_found_by_its_darkness() {
+    // Another stain: pink plasma, cytoplasm nearly as violet as the nucleus, only much paler.
+    let (w, h) = (640u32, 480u32);
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h as i32 {
+        for x in 0..w as i32 {
+            let d2 = (x - 300).pow(2) + (y - 220).pow(2);
+            data.extend_from_slice(&if d2 < 40 * 40 {
+                [61, 28, 124]
+            } else if d2 < 70 * 70 {
+                [142, 103, 190]
+            } else {
+                [249, 218, 246]
+            });
+        }
+    }
+    let f = Frame::new(w, h, data).unwrap();
+    let strict = SegmentConfig {
+        accept_darker_nucleus: false,
+        ..SegmentConfig::default()
+    };
+    assert!(Segmenter::new(strict).segment(&f).cells.is_empty());
+    let s = Segmenter::default().segment(&f);
+    assert_eq!(s.cells.len(), 1, "{:?}", s.cells);
+    let n = s.cells[0].nucleus.expect("segmentation sets the nucleus");
+    // The nucleus (radius 20 at the training scale), not the cytoplasm (35).
+    let r = (n.area as f64 / std::f64::consts::PI).sqrt();
+    assert!((17.0..=23.0).contains(&r), "nucleus radius {r}");
+}
+
 #[test]
 fn no_white_cell_gives_no_cells() {
     let s = Segmenter::default().segment(&smear(640, 480, &[]));
@@ -219,17 +283,29 @@ fn hard(name: &str, cfg: SegmentConfig) -> (Vec<Rect>, Vec<Rect>) {
     (truth, found)
 }
 
-/// A pale smear whose faint nuclei share a cluster with cytoplasm at K = 3: the contrast test rejects every
-/// cluster, and the retry with one more cluster finds the cell.
+/// A pale smear whose faint nuclei share a cluster with cytoplasm at K = 3: the strict contrast test on the
+/// colours as they are rejects every cluster, and the retry with one more cluster finds the cell.
 #[test]
 fn pale_smear_is_found_by_the_retry_with_one_more_cluster() {
     let (truth, found) = hard("BloodImage_00072", SegmentConfig::default());
     assert_eq!(truth.len(), 1);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].iou(&truth[0]) >= 0.5, "{found:?} vs {truth:?}");
+    // On the colours as they are, with the strict contrast test, the retry is what finds it (the white
+    // balance and the darker-nucleus rule find it at K = 3 as well).
+    let as_is = SegmentConfig {
+        white_balance: None,
+        accept_darker_nucleus: false,
+        ..SegmentConfig::default()
+    };
+    let (_, found) = hard("BloodImage_00072", as_is);
+    assert!(
+        found.len() == 1 && found[0].iou(&truth[0]) >= 0.5,
+        "{found:?}"
+    );
     let without = SegmentConfig {
         retry_one_more_cluster: false,
-        ..SegmentConfig::default()
+        ..as_is
     };
     assert!(hard("BloodImage_00072", without).1.is_empty());
 }

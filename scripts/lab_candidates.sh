@@ -7,8 +7,8 @@
 #
 # Candidates (name = net + training-time lab shift, `leukoscope-train train --lab-shift`):
 #   edge16-lab-strong  edge16-lab-light  edge16-gn-lab-strong  edge16-gn-lab-light   (and edge16-gn: no shift)
-#   edge16-in  edge16-wp  edge16-grey: each image's colour standardised in the graph (instance statistics;
-#   white point; luminance only),
+#   edge16-in  edge16-wp  edge16-grey  edge16-lc: each image's colour standardised in the graph (instance
+#   statistics; white point; luminance only; luminance and chroma after the white point),
 #   alone or with a shift (edge16-in-lab-strong, ...)
 # About 7 minutes each on 2 idle CPU cores (edge16-gn: about 10). Nothing here reads the second lab's
 # labels except the zero-shot scoring.
@@ -32,6 +32,7 @@ for n in "${CANDIDATES[@]}"; do
         edge16-in*) arch=edge16-in ;;
         edge16-wp*) arch=edge16-wp ;;
         edge16-grey*) arch=edge16-grey ;;
+        edge16-lc*) arch=edge16-lc ;;
         *) echo "lab_candidates: unknown candidate $n" >&2; exit 2 ;;
     esac
     lab=()

@@ -180,6 +180,7 @@ pub fn report_numbers(arch: Arch) -> Option<(f64, f64, f64)> {
         | Arch::Edge16In
         | Arch::Edge16Wp
         | Arch::Edge16Grey
+        | Arch::Edge16Lc
         | Arch::EfficientnetLite0 => None,
     }
 }

@@ -37,6 +37,7 @@ fn keras_headless_trainable(arch: Arch) -> i64 {
         | Arch::Edge16In
         | Arch::Edge16Wp
         | Arch::Edge16Grey
+        | Arch::Edge16Lc
         | Arch::EfficientnetLite0 => {
             unreachable!("not a Keras net")
         }
@@ -55,6 +56,7 @@ fn features(arch: Arch) -> i64 {
         | Arch::Edge16In
         | Arch::Edge16Wp
         | Arch::Edge16Grey
+        | Arch::Edge16Lc
         | Arch::EfficientnetLite0 => {
             unreachable!("not a Keras net")
         }

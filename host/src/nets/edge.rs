@@ -50,7 +50,8 @@ pub fn edge_with(
     if let Some(c) = colour {
         x = b.colour_norm("colour", x, c);
     }
-    let x = b.conv_bn_relu("stem1", x, 3, stem, 3, 2, 1);
+    let cin = colour.map_or(3, ColourNorm::channels);
+    let x = b.conv_bn_relu("stem1", x, cin, stem, 3, 2, 1);
     let mut x = b.conv_bn_relu("stem2", x, stem, WIDTHS[0], 3, 2, 1);
     let mut cin = WIDTHS[0];
     for (i, &w) in WIDTHS.iter().enumerate() {

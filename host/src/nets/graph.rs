@@ -82,7 +82,7 @@ pub enum Op {
 }
 
 /// How a net standardises each image's colour before its first layer, so that another lab's stain, lamp
-/// and camera reach it closer to the training lab's look. Both work on the pipeline's normalised input
+/// and camera reach it closer to the training lab's look. All work on the pipeline's normalised input
 /// (`(v / 255 − MEAN) / STD`, [`leukoscope::preprocess::normalize`]) and are part of the exported graph, so
 /// the device computes exactly what training saw.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,6 +107,17 @@ pub enum ColourNorm {
         /// Added to the variance.
         eps: f64,
     },
+    /// The white point divided out as [`ColourNorm::WhitePoint`] does, then two channels whatever the
+    /// stain's hue: luminance ([`LUMA`]) and chroma (the largest channel minus the smallest, HSV's
+    /// chroma), each standardised to zero mean and unit variance over the image. Lamp and camera cancel,
+    /// hue is dropped, and how strongly a pixel is stained (eosinophil granules, a monocyte's grey
+    /// cytoplasm) is kept.
+    LumaChroma {
+        /// Side of the averaged squares the white point is taken from (input pixels).
+        block: i64,
+        /// Added to the variance.
+        eps: f64,
+    },
 }
 
 /// Rec. 601 luma weights of R, G and B ([`ColourNorm::Grey`]).
@@ -123,6 +134,15 @@ impl ColourNorm {
             ColourNorm::Instance { .. } => "instance",
             ColourNorm::WhitePoint { .. } => "white-point",
             ColourNorm::Grey { .. } => "grey",
+            ColourNorm::LumaChroma { .. } => "luma-chroma",
+        }
+    }
+
+    /// Channels out of the standardisation (the first convolution's input).
+    pub fn channels(self) -> i64 {
+        match self {
+            ColourNorm::LumaChroma { .. } => 2,
+            _ => 3,
         }
     }
 
@@ -148,15 +168,32 @@ impl ColourNorm {
             }
             ColourNorm::WhitePoint { block } => {
                 let (mean, std) = input_stats(x);
-                let v = x * &std + &mean;
-                let white = v
-                    .avg_pool2d([block, block], [block, block], [0, 0], false, true, None)
-                    .amax(&[2i64, 3][..], true)
-                    .clamp_min(MIN_WHITE);
-                (v / white - mean) / std
+                (white_balanced(x, block) - mean) / std
+            }
+            ColourNorm::LumaChroma { block, eps } => {
+                let r = white_balanced(x, block);
+                let luma = Tensor::from_slice(&LUMA)
+                    .view([1, 3, 1, 1])
+                    .to_device(x.device())
+                    .to_kind(x.kind());
+                let luma = (&r * luma).sum_dim_intlist(&[1i64][..], true, None);
+                let chroma = r.amax(&[1i64][..], true) - r.amin(&[1i64][..], true);
+                standardise(&Tensor::cat(&[luma, chroma], 1), eps)
             }
         }
     }
+}
+
+/// Each channel's `v / 255` of a normalised batch divided by the image's white point: the brightest
+/// `block`-square average, at least [`MIN_WHITE`].
+fn white_balanced(x: &Tensor, block: i64) -> Tensor {
+    let (mean, std) = input_stats(x);
+    let v = x * &std + &mean;
+    let white = v
+        .avg_pool2d([block, block], [block, block], [0, 0], false, true, None)
+        .amax(&[2i64, 3][..], true)
+        .clamp_min(MIN_WHITE);
+    v / white
 }
 
 /// The pipeline's normalisation constants as `[1, 3, 1, 1]` tensors on `x`'s device.

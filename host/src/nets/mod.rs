@@ -37,6 +37,10 @@ pub enum Arch {
     /// stain's hue.
     #[value(name = "edge16-grey")]
     Edge16Grey,
+    /// `edge16` on each image's luminance and chroma after its white point is divided out
+    /// ([`graph::ColourNorm::LumaChroma`]): blind to lamp and hue, not to how strongly a cell is stained.
+    #[value(name = "edge16-lc")]
+    Edge16Lc,
     /// Keras' ResNet101V2 (pre-activation ResNet-101), ~42.5 M parameters headless.
     #[value(name = "resnet101v2")]
     Resnet101v2,
@@ -62,6 +66,7 @@ impl Arch {
             Arch::Edge16In => "edge16-in",
             Arch::Edge16Wp => "edge16-wp",
             Arch::Edge16Grey => "edge16-grey",
+            Arch::Edge16Lc => "edge16-lc",
             Arch::Resnet101v2 => "resnet101v2",
             Arch::Xception => "xception",
             Arch::InceptionResnetV2 => "inception-resnet-v2",
@@ -81,6 +86,7 @@ impl Arch {
             | Arch::Edge16In
             | Arch::Edge16Wp
             | Arch::Edge16Grey
+            | Arch::Edge16Lc
             | Arch::EfficientnetLite0 => 128,
             Arch::Resnet101v2 => 224,
             Arch::Xception | Arch::InceptionResnetV2 => 299,
@@ -96,6 +102,7 @@ impl Arch {
             | Arch::Edge16In
             | Arch::Edge16Wp
             | Arch::Edge16Grey
+            | Arch::Edge16Lc
             | Arch::Resnet101v2 => 32,
             Arch::Xception => xception::MIN_INPUT,
             Arch::InceptionResnetV2 => inception_resnet_v2::MIN_INPUT,
@@ -140,6 +147,16 @@ impl Arch {
                 16,
                 None,
                 Some(graph::ColourNorm::Grey { eps: 1e-5 }),
+            ),
+            Arch::Edge16Lc => edge::edge_with(
+                p,
+                classes,
+                16,
+                None,
+                Some(graph::ColourNorm::LumaChroma {
+                    block: 8,
+                    eps: 1e-5,
+                }),
             ),
             Arch::Resnet101v2 => resnet_v2::resnet101v2(p, classes, keras),
             Arch::Xception => xception::xception(p, classes, keras),

@@ -883,7 +883,9 @@ impl<'g> Writer<'g> {
 
     /// [`ColourNorm`]: `InstanceNormalization` without affine; the white point's `Mul`/`Add` (back to
     /// `v / 255`), `AveragePool`, `GlobalMaxPool`, `Max`, `Div`, `Sub`, `Div`; grey's 1×1 `Conv` to
-    /// three copies of the luma (the normalisation folded in) and `InstanceNormalization`.
+    /// three copies of the luma (the normalisation folded in) and `InstanceNormalization`; luma-chroma's
+    /// white point, a 1×1 `Conv` (luma), `ReduceMax` − `ReduceMin` over the channels (chroma), `Concat`
+    /// and `InstanceNormalization`.
     fn colour_norm(&mut self, at: At, c: ColourNorm) -> Result<(), ExportError> {
         let (x, shape) = self.input(at, 0)?;
         let Shape::Map { c: channels, h, w } = shape else {
@@ -923,54 +925,121 @@ impl<'g> Writer<'g> {
                 self.standardise(at, luma, 3, eps, &out)?;
             }
             ColourNorm::WhitePoint { block } => {
-                if channels != 3 {
-                    return Err(at.malformed(format!("a white point needs RGB, input is {shape}")));
-                }
-                if block < 1 || block > h.min(w) {
-                    return Err(at.malformed(format!("{block}-pixel squares on {shape}")));
-                }
-                let (mean, std) = (preprocess::MEAN.to_vec(), preprocess::STD.to_vec());
-                let mean = self.float_init(at, at.param("mean"), &[1, 3, 1, 1], mean)?;
-                let std = self.float_init(at, at.param("std"), &[1, 3, 1, 1], std)?;
-                let floor =
-                    self.float_init(at, at.param("min_white"), &[], vec![MIN_WHITE as f32])?;
-                let part = |s: &mut Self, p: &str| s.claim(at, format!("{name}/{p}"));
-                let spread = part(self, "spread")?;
-                let v = part(self, "v")?;
-                let blocks = part(self, "blocks")?;
-                let brightest = part(self, "brightest")?;
-                let white = part(self, "white")?;
-                let ratio = part(self, "ratio")?;
-                let centred = part(self, "centred")?;
+                let (ratio, mean, std) = self.white_balanced(at, x, shape, block)?;
+                let centred = self.claim(at, format!("{name}/centred"))?;
                 self.nodes.extend([
-                    node("Mul", "unscale", vec![x, std.clone()], &spread, vec![]),
-                    node("Add", "unshift", vec![spread, mean.clone()], &v, vec![]),
-                    node(
-                        "AveragePool",
-                        "blocks",
-                        vec![v.clone()],
-                        &blocks,
-                        vec![
-                            attr_ints("kernel_shape", &[block, block]),
-                            attr_ints("strides", &[block, block]),
-                        ],
-                    ),
-                    node(
-                        "GlobalMaxPool",
-                        "brightest",
-                        vec![blocks],
-                        &brightest,
-                        vec![],
-                    ),
-                    node("Max", "floor", vec![brightest, floor], &white, vec![]),
-                    node("Div", "white", vec![v, white], &ratio, vec![]),
                     node("Sub", "shift", vec![ratio, mean], &centred, vec![]),
                     node("Div", "scale", vec![centred, std], &out, vec![]),
                 ]);
             }
+            ColourNorm::LumaChroma { block, eps } => {
+                let (ratio, _, _) = self.white_balanced(at, x, shape, block)?;
+                let weight = self.float_init(at, at.param("luma"), &[1, 3, 1, 1], LUMA.to_vec())?;
+                let part = |s: &mut Self, p: &str| s.claim(at, format!("{name}/{p}"));
+                let luma = part(self, "luma")?;
+                let most = part(self, "most")?;
+                let least = part(self, "least")?;
+                let chroma = part(self, "chroma")?;
+                let both = part(self, "both")?;
+                let over_channels = || vec![attr_ints("axes", &[1]), attr_int("keepdims", 1)];
+                self.nodes.extend([
+                    node(
+                        "Conv",
+                        "luma",
+                        vec![ratio.clone(), weight],
+                        &luma,
+                        vec![attr_ints("kernel_shape", &[1, 1])],
+                    ),
+                    node(
+                        "ReduceMax",
+                        "most",
+                        vec![ratio.clone()],
+                        &most,
+                        over_channels(),
+                    ),
+                    node("ReduceMin", "least", vec![ratio], &least, over_channels()),
+                    node("Sub", "chroma", vec![most, least], &chroma, vec![]),
+                    node(
+                        "Concat",
+                        "both",
+                        vec![luma, chroma],
+                        &both,
+                        vec![attr_int("axis", 1)],
+                    ),
+                ]);
+                self.standardise(at, both, 2, eps, &out)?;
+            }
         }
+        let shape = Shape::Map {
+            c: c.channels(),
+            h,
+            w,
+        };
         self.set(at.id, out, shape);
         Ok(())
+    }
+
+    /// Each channel's `v / 255` of the normalised RGB input `x` divided by the image's white point (the
+    /// brightest `block`-square average, at least [`MIN_WHITE`]); returns the quotient's name and those of
+    /// the pipeline's mean and std initialisers.
+    fn white_balanced(
+        &mut self,
+        at: At,
+        x: String,
+        shape: Shape,
+        block: i64,
+    ) -> Result<(String, String, String), ExportError> {
+        let Shape::Map { c: 3, h, w } = shape else {
+            return Err(at.malformed(format!("a white point needs RGB, input is {shape}")));
+        };
+        if block < 1 || block > h.min(w) {
+            return Err(at.malformed(format!("{block}-pixel squares on {shape}")));
+        }
+        let name = at.node.name.clone();
+        let (mean, std) = (preprocess::MEAN.to_vec(), preprocess::STD.to_vec());
+        let mean = self.float_init(at, at.param("mean"), &[1, 3, 1, 1], mean)?;
+        let std = self.float_init(at, at.param("std"), &[1, 3, 1, 1], std)?;
+        let floor = self.float_init(at, at.param("min_white"), &[], vec![MIN_WHITE as f32])?;
+        let part = |s: &mut Self, p: &str| s.claim(at, format!("{name}/{p}"));
+        let spread = part(self, "spread")?;
+        let v = part(self, "v")?;
+        let blocks = part(self, "blocks")?;
+        let brightest = part(self, "brightest")?;
+        let white = part(self, "white")?;
+        let ratio = part(self, "ratio")?;
+        let node = |op: &str, p: &str, inputs: Vec<String>, output: &String, attrs| {
+            proto::node(
+                op,
+                &format!("{name}/{p}"),
+                inputs,
+                vec![output.clone()],
+                attrs,
+            )
+        };
+        self.nodes.extend([
+            node("Mul", "unscale", vec![x, std.clone()], &spread, vec![]),
+            node("Add", "unshift", vec![spread, mean.clone()], &v, vec![]),
+            node(
+                "AveragePool",
+                "blocks",
+                vec![v.clone()],
+                &blocks,
+                vec![
+                    attr_ints("kernel_shape", &[block, block]),
+                    attr_ints("strides", &[block, block]),
+                ],
+            ),
+            node(
+                "GlobalMaxPool",
+                "brightest",
+                vec![blocks],
+                &brightest,
+                vec![],
+            ),
+            node("Max", "floor", vec![brightest, floor], &white, vec![]),
+            node("Div", "white", vec![v, white], &ratio, vec![]),
+        ]);
+        Ok((ratio, mean, std))
     }
 
     /// `InstanceNormalization` without affine of `x` (`channels` channels) into `out`: each image's channels

@@ -401,6 +401,7 @@ fn colour_standardised_nets_match_tch_in_tract_and_cancel_a_lamp() {
         (Arch::Edge16In, "InstanceNormalization"),
         (Arch::Edge16Wp, "GlobalMaxPool"),
         (Arch::Edge16Grey, "InstanceNormalization"),
+        (Arch::Edge16Lc, "ReduceMin"),
     ] {
         tch::manual_seed(5);
         let vs = nn::VarStore::new(Device::Cpu);

@@ -113,6 +113,42 @@ fn the_same_file_twice_is_counted_once_with_a_warning() {
 /// frame), so scaling by that diameter is scaling by the frame's size: the same differential. `auto` measures
 /// every frame and counts them all; a diameter that makes the cells four times too big finds other cells.
 #[test]
+fn segment_takes_the_same_scale_step() {
+    let dir = std::env::temp_dir().join(format!("leukoscope-segment-rbc-{}", std::process::id()));
+    let segment = |extra: &[&str]| {
+        let out = bin()
+            .arg("segment")
+            .arg("--out")
+            .arg(&dir)
+            .args(extra)
+            .arg(smears())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = segment(&[]);
+    assert_eq!(plain.lines().count(), 8, "{plain}");
+    // BCCD's 640×480 frames: 82.8 px red cells are the size scaling's factor of 2 exactly.
+    assert_eq!(segment(&["--rbc-px", "82.8"]), plain);
+    assert_ne!(segment(&["--rbc-px", "20"]), plain);
+    let bad = bin()
+        .args(["segment", "--out"])
+        .arg(&dir)
+        .args(["--rbc-px", "0"])
+        .arg(smears())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--rbc-px"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn count_scales_frames_by_their_red_cells() {
     let count = |extra: &[&str]| {
         let out = bin()

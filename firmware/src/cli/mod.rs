@@ -89,7 +89,7 @@ impl ModelArg {
     }
 }
 
-/// `--rbc-px`, one meaning for `classify`, `count` and `run`.
+/// `--rbc-px`, one meaning for `classify`, `count`, `run` and `segment`.
 #[derive(clap::Args)]
 struct RbcPxArg {
     /// Bring each image to the model's training scale by its red cells first: N, the red-cell diameter in

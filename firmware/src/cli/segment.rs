@@ -5,16 +5,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use leukoscope::frame::encode_png;
+use leukoscope::preprocess::{Scaling, REFERENCE_RBC_PX};
 use leukoscope::segment::{draw, Segmenter};
 use leukoscope::Frame;
 
-use super::InputArgs;
+use super::{InputArgs, RbcPxArg};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Folder for `<frame>.mask.png` (nucleus mask, training scale) and `<frame>.overlay.png`.
     #[arg(long)]
     out: std::path::PathBuf,
+    #[command(flatten)]
+    rbc: RbcPxArg,
     #[command(flatten)]
     inputs: InputArgs,
 }
@@ -27,7 +30,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for item in args.inputs.expand().items {
         let result = item.map_err(anyhow::Error::from).and_then(|path| {
             let frame = Frame::open(&path)?;
-            let s = seg.segment(&frame);
+            // Segmentation knows no model: the training scale all shipped models share.
+            let scaling = match args.rbc.rbc_px.map(|r| r.diameter(&frame)) {
+                None => Scaling::FrameSize,
+                Some(Ok(rbc_px)) => Scaling::Rbc {
+                    rbc_px,
+                    reference_px: REFERENCE_RBC_PX,
+                },
+                Some(Err(e)) => {
+                    eprintln!(
+                        "warning: {}: {e}; the frame is scaled by its size instead",
+                        path.display()
+                    );
+                    Scaling::FrameSize
+                }
+            };
+            let s = seg.segment_with(&frame, scaling);
             let (mask, mw, mh) = seg.mask();
             let stem = path
                 .file_stem()

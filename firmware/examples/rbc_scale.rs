@@ -19,15 +19,27 @@ use leukoscope::scale::{self, ScaleParams, Summary};
 use leukoscope::testing::voc::voc_boxes;
 use leukoscope::{Classifier, Frame};
 
-/// The `q`-quantile (0..=1) of sorted values, linear between neighbours.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let (i, f) = (pos.floor() as usize, pos.fract());
-    let j = (i + 1).min(sorted.len() - 1);
-    sorted[i] * (1.0 - f) + sorted[j] * f
+mod common;
+use common::{cpu_name, quantile};
+
+/// The measurement's inputs.
+#[derive(clap::Parser)]
+struct Args {
+    /// The Kaggle blood-cells folder (BCCD frames with VOC boxes, TRAIN, TEST).
+    #[arg(long, default_value = "../shared/data/blood-cells")]
+    blood: PathBuf,
+    /// The second lab's images folder (one subfolder per class).
+    #[arg(long, default_value = "../shared/data/wbc-jiangxi/images")]
+    site: PathBuf,
+    /// Output path without extension: `<out>.md` and `<out>.json`.
+    #[arg(long, default_value = "models/results/rbc-scale")]
+    out: PathBuf,
+    /// Measure every N-th Kaggle TRAIN image.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    train_step: u64,
+    /// Skip the classifier runs.
+    #[arg(long)]
+    no_accuracy: bool,
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -135,29 +147,19 @@ fn summary(est: &[Option<f64>]) -> serde_json::Value {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let blood = PathBuf::from(flag("--blood").unwrap_or("../shared/data/blood-cells".into()));
-    let site = PathBuf::from(flag("--site").unwrap_or("../shared/data/wbc-jiangxi/images".into()));
-    let out = PathBuf::from(flag("--out").unwrap_or("models/results/rbc-scale".into()));
-    let train_step: usize = flag("--train-step").map_or(Ok(10), |s| s.parse())?;
-    let accuracy = !args.iter().any(|a| a == "--no-accuracy");
+    let Args {
+        blood,
+        site,
+        out,
+        train_step,
+        no_accuracy,
+    } = clap::Parser::parse();
+    let train_step = usize::try_from(train_step)?;
+    let accuracy = !no_accuracy;
     let cands = candidates();
     let mut md = String::new();
     let mut json = serde_json::Map::new();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let cpu = cpu_name();
     writeln!(md, "# Red-cell scale: the slide's own ruler\n")?;
     writeln!(
         md,

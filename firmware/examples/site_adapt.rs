@@ -19,6 +19,23 @@ use std::path::PathBuf;
 use leukoscope::adapt::{self, Method, SiteCells};
 use leukoscope::{Classifier, Frame, ModelSource};
 
+/// The measurement's inputs.
+#[derive(clap::Parser)]
+struct Args {
+    /// The second lab's images folder (one subfolder per class).
+    #[arg(long, default_value = "../shared/data/wbc-jiangxi/images")]
+    data: PathBuf,
+    /// Output path without extension: `<out>.md` and `<out>.json`.
+    #[arg(long, default_value = "models/results/site-jiangxi")]
+    out: PathBuf,
+    /// A candidate model (its card beside it) instead of the embedded default.
+    #[arg(long, value_name = "FILE.onnx")]
+    model: Option<PathBuf>,
+    /// Stop after the zero-shot row.
+    #[arg(long)]
+    zero_shot: bool,
+}
+
 const SIZES: [usize; 3] = [5, 10, 20];
 const DRAWS: u64 = 10;
 
@@ -62,17 +79,13 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let data = PathBuf::from(flag("--data").unwrap_or("../shared/data/wbc-jiangxi/images".into()));
-    let out = PathBuf::from(flag("--out").unwrap_or("models/results/site-jiangxi".into()));
-    // `--model FILE.onnx`: a candidate instead of the embedded default; `--zero-shot`: only its first row.
-    let source = flag("--model").map_or(ModelSource::Embedded, |m| ModelSource::File(m.into()));
-    let zero_shot_only = args.iter().any(|a| a == "--zero-shot");
+    let Args {
+        data,
+        out,
+        model,
+        zero_shot: zero_shot_only,
+    } = clap::Parser::parse_from(&args);
+    let source = model.map_or(ModelSource::Embedded, ModelSource::File);
     let base = source.load()?;
     let classes = base.card.classes.clone();
 

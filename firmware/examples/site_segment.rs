@@ -20,6 +20,23 @@ use leukoscope::scale::estimate_rbc_diameter;
 use leukoscope::segment::{SegmentConfig, Segmenter};
 use leukoscope::Frame;
 
+mod common;
+use common::quantile;
+
+/// The measurement's inputs.
+#[derive(clap::Parser)]
+struct Args {
+    /// The second lab's folder (`images/<class>/` and `masks/`).
+    #[arg(long, default_value = "../shared/data/wbc-jiangxi")]
+    data: PathBuf,
+    /// Output path without extension: `<out>.md` and `<out>.json`.
+    #[arg(long, default_value = "models/results/site-segment")]
+    out: PathBuf,
+    /// The white-cell ruler's diameter for the fixed rescale (`models/results/rbc-scale.md` (c)).
+    #[arg(long, default_value_t = 32.2)]
+    ruler_px: f32,
+}
+
 /// How a crop is brought to the training scale.
 #[derive(Clone, Copy)]
 enum RbcPx {
@@ -77,24 +94,12 @@ fn dice(seg: &Segmenter, scale: f32, expert: &[bool], w: u32, h: u32) -> f64 {
     }
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i]
-}
-
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let data = PathBuf::from(flag("--data").unwrap_or("../shared/data/wbc-jiangxi".into()));
-    let out = PathBuf::from(flag("--out").unwrap_or("models/results/site-segment".into()));
+    let Args {
+        data,
+        out,
+        ruler_px,
+    } = clap::Parser::parse();
     let images = data.join("images");
     let masks = data.join("masks");
 
@@ -135,7 +140,6 @@ fn main() -> anyhow::Result<()> {
     // cells measured in each crop (`--rbc-px auto`, the crop's size where they cannot be measured), and
     // fixed at the diameter the second lab's white cells imply (models/results/rbc-scale.md (c), a
     // diagnostic of what a correct scale would buy, taken from this lab's masks).
-    let ruler_px: f32 = flag("--ruler-px").map_or(Ok(32.2), |v| v.parse())?;
     let modes = [
         (
             "by the crop's size (`segment` as it is called)",

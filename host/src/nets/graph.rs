@@ -158,13 +158,7 @@ impl ColourNorm {
             ColourNorm::Instance { eps } => standardise(x, eps),
             ColourNorm::Grey { eps } => {
                 let (mean, std) = input_stats(x);
-                let luma = Tensor::from_slice(&LUMA)
-                    .view([1, 3, 1, 1])
-                    .to_device(x.device())
-                    .to_kind(x.kind());
-                let y = (x * &std + &mean) * luma;
-                let y = y.sum_dim_intlist(&[1i64][..], true, None);
-                standardise(&y, eps).expand([-1, 3, -1, -1], false)
+                standardise(&luma(&(x * &std + &mean)), eps).expand([-1, 3, -1, -1], false)
             }
             ColourNorm::WhitePoint { block } => {
                 let (mean, std) = input_stats(x);
@@ -172,16 +166,20 @@ impl ColourNorm {
             }
             ColourNorm::LumaChroma { block, eps } => {
                 let r = white_balanced(x, block);
-                let luma = Tensor::from_slice(&LUMA)
-                    .view([1, 3, 1, 1])
-                    .to_device(x.device())
-                    .to_kind(x.kind());
-                let luma = (&r * luma).sum_dim_intlist(&[1i64][..], true, None);
                 let chroma = r.amax(&[1i64][..], true) - r.amin(&[1i64][..], true);
-                standardise(&Tensor::cat(&[luma, chroma], 1), eps)
+                standardise(&Tensor::cat(&[luma(&r), chroma], 1), eps)
             }
         }
     }
+}
+
+/// The [`LUMA`]-weighted sum of an NCHW batch's three channels, `[N, 1, H, W]`.
+fn luma(rgb: &Tensor) -> Tensor {
+    let w = Tensor::from_slice(&LUMA)
+        .view([1, 3, 1, 1])
+        .to_device(rgb.device())
+        .to_kind(rgb.kind());
+    (rgb * w).sum_dim_intlist(&[1i64][..], true, None)
 }
 
 /// Each channel's `v / 255` of a normalised batch divided by the image's white point: the brightest

@@ -856,13 +856,7 @@ impl<'g> Writer<'g> {
         let scaled = self.claim(at, format!("{name}/scaled"))?;
         let out = self.out_name(at.id)?;
         let node = |op: &str, part: &str, inputs: Vec<String>, output: &String, attrs| {
-            proto::node(
-                op,
-                &format!("{name}/{part}"),
-                inputs,
-                vec![output.clone()],
-                attrs,
-            )
+            proto::part_node(op, name, part, inputs, output, attrs)
         };
         self.nodes.extend([
             node("Reshape", "group", vec![x, grouped_shape], &grouped, vec![]),
@@ -893,13 +887,7 @@ impl<'g> Writer<'g> {
         };
         let name = at.node.name.clone();
         let node = |op: &str, part: &str, inputs: Vec<String>, output: &String, attrs| {
-            proto::node(
-                op,
-                &format!("{name}/{part}"),
-                inputs,
-                vec![output.clone()],
-                attrs,
-            )
+            proto::part_node(op, &name, part, inputs, output, attrs)
         };
         let out = self.out_name(at.id)?;
         match c {
@@ -1007,14 +995,8 @@ impl<'g> Writer<'g> {
         let brightest = part(self, "brightest")?;
         let white = part(self, "white")?;
         let ratio = part(self, "ratio")?;
-        let node = |op: &str, p: &str, inputs: Vec<String>, output: &String, attrs| {
-            proto::node(
-                op,
-                &format!("{name}/{p}"),
-                inputs,
-                vec![output.clone()],
-                attrs,
-            )
+        let node = |op: &str, part: &str, inputs: Vec<String>, output: &String, attrs| {
+            proto::part_node(op, &name, part, inputs, output, attrs)
         };
         self.nodes.extend([
             node("Mul", "unscale", vec![x, std.clone()], &spread, vec![]),

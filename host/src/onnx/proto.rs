@@ -47,6 +47,24 @@ pub(super) fn attr_string(name: &str, s: &str) -> AttributeProto {
     }
 }
 
+/// One of the nodes a graph node expands to: named `{node}/{part}`, with the single output `output`.
+pub(super) fn part_node(
+    op_type: &str,
+    node: &str,
+    part: &str,
+    inputs: Vec<String>,
+    output: &str,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
+    self::node(
+        op_type,
+        &format!("{node}/{part}"),
+        inputs,
+        vec![output.to_owned()],
+        attribute,
+    )
+}
+
 /// A node of the default (`ai.onnx`) domain.
 pub(super) fn node(
     op_type: &str,

@@ -15,6 +15,9 @@
 //! convolution does not read padding; where it does (EfficientNet-Lite0's stem pads one row and column after
 //! the image), a padded zero of the pipeline's normalisation stands for a pixel of value `MEAN`, not for the
 //! weights' zero, so the outermost output row and column of the stem differ slightly from the original net.
+//! A net that standardises each image itself before its first convolution (a
+//! [`ColourNorm`](crate::nets::graph::ColourNorm) node right after the input) never sees the pipeline's
+//! normalisation there, so nothing is folded and [`Loaded::standardised`] names that node.
 //!
 //! Nothing here downloads anything: `scripts/setup.sh` converts the weights once.
 
@@ -149,6 +152,9 @@ pub struct Loaded {
     /// The file's declared normalisation `(mean, std)` when it was folded into the first convolution, and
     /// that convolution's node name.
     pub folded: Option<([f32; 3], [f32; 3], String)>,
+    /// The node that standardises each image before the first convolution, when the net has one: the file's
+    /// declared normalisation is then not folded (the first convolution reads that node's output).
+    pub standardised: Option<String>,
 }
 
 impl std::fmt::Display for Loaded {
@@ -167,6 +173,12 @@ impl std::fmt::Display for Loaded {
             write!(
                 f,
                 "; input normalisation mean {mean:?} std {std:?} folded into {node}"
+            )?;
+        }
+        if let Some(node) = &self.standardised {
+            write!(
+                f,
+                "; each image standardised by {node}: input normalisation not folded"
             )?;
         }
         Ok(())
@@ -253,8 +265,14 @@ pub fn load_with(
         });
     }
     let declared = declared_normalisation(&file, path)?;
+    let standardised = match graph.users(0)[..] {
+        [only] if matches!(graph.nodes[only].op, Op::ColourNorm(_)) => {
+            Some(graph.nodes[only].name.clone())
+        }
+        _ => None,
+    };
     let fold_target = match (declared, opts.normalisation) {
-        (Some(_), Normalisation::Pipeline) => {
+        (Some(_), Normalisation::Pipeline) if standardised.is_none() => {
             Some(first_conv(graph).map_err(|why| PretrainedError::Fold {
                 path: err_path(),
                 why,
@@ -292,6 +310,7 @@ pub fn load_with(
         elements,
         fresh,
         folded,
+        standardised,
     })
 }
 

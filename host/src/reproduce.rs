@@ -181,7 +181,8 @@ pub fn report_numbers(arch: Arch) -> Option<(f64, f64, f64)> {
         | Arch::Edge16Wp
         | Arch::Edge16Grey
         | Arch::Edge16Lc
-        | Arch::EfficientnetLite0 => None,
+        | Arch::EfficientnetLite0
+        | Arch::EfficientnetLite0Grey => None,
     }
 }
 

@@ -283,3 +283,62 @@ fn a_file_without_a_backbone_tensor_is_refused() {
     let err = pretrained::load(&vs, &g, &path).unwrap_err().to_string();
     assert!(err.contains("no tensor `stage"), "{err}");
 }
+
+/// `efficientnet-lite0-grey`: the same variables as the colour net, so the ImageNet weights load unchanged
+/// (nothing folded: the net standardises each image's luminance itself), tract runs its export to the same
+/// logits, and a brighter or dimmer lamp leaves the logits where they were.
+#[test]
+fn the_grey_variant_keeps_the_imagenet_weights_and_ignores_the_lamp() {
+    let arch = Arch::EfficientnetLite0Grey;
+    assert_eq!(Arch::from_str("efficientnet-lite0-grey", false), Ok(arch));
+    assert_eq!(arch.default_input(), 128);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let g = arch.build(&vs.root(), CLASSES);
+    assert_eq!(trainable_params(&vs), 3_376_132);
+    perturb_batch_norms(&vs);
+    let mut colour_net = None;
+    if let Some(path) = weights("the_grey_variant_keeps_the_imagenet_weights_and_ignores_the_lamp")
+    {
+        let loaded = pretrained::load(&vs, &g, &path).expect("loads for fine-tuning");
+        eprintln!("{loaded}");
+        assert_eq!(loaded.elements, BACKBONE_ELEMENTS);
+        assert_eq!(loaded.folded, None, "{loaded}");
+        assert_eq!(loaded.standardised.as_deref(), Some("colour"), "{loaded}");
+        // The colour net folds the same file's normalisation into its stem instead.
+        let (vs_rgb, g_rgb) = build(CLASSES);
+        let rgb = pretrained::load(&vs_rgb, &g_rgb, &path).expect("loads");
+        assert!(rgb.folded.is_some() && rgb.standardised.is_none(), "{rgb}");
+        colour_net = Some((vs_rgb, g_rgb));
+    }
+    let normalised = |v: &Tensor| {
+        let t = |a: [f32; 3]| Tensor::from_slice(&a).view([1, 3, 1, 1]);
+        (v - t(leukoscope::preprocess::MEAN)) / t(leukoscope::preprocess::STD)
+    };
+    let v = Tensor::rand([1, 3, 128, 128], (Kind::Float, Device::Cpu)) * 0.6 + 0.1;
+    let x = normalised(&v);
+    let y = tch::no_grad(|| g.forward_t(&x, false));
+    let bytes = export(&g, [128, 128], &ExportOptions::default()).expect("exports");
+    let t = leukoscope_host::onnx::run_tract(&bytes, &x).expect("tract runs the export");
+    let t = Tensor::from_slice(&t).view([1, CLASSES]);
+    let diff = max_abs_diff(&y, &t);
+    assert!(diff <= 1e-4 * max_abs(&y).max(1.0), "tch vs tract: {diff}");
+    let dim = tch::no_grad(|| g.forward_t(&normalised(&(&v * 0.8)), false));
+    let moved = max_abs_diff(&y, &dim);
+    assert!(
+        moved <= 1e-3 * max_abs(&y).max(1.0),
+        "a dimmer lamp moved the logits by {moved}"
+    );
+    // The colour net with the same ImageNet weights sees the lamp (a randomly initialised one saturates its
+    // ReLU6s and sees nothing, so only the loaded weights make this a check).
+    let Some((_vs_rgb, plain)) = colour_net else {
+        return;
+    };
+    let a = tch::no_grad(|| plain.forward_t(&x, false));
+    let b = tch::no_grad(|| plain.forward_t(&normalised(&(&v * 0.8)), false));
+    let seen = max_abs_diff(&a, &b);
+    assert!(
+        seen > 10.0 * moved && seen > 1e-3 * max_abs(&a),
+        "the colour net's logits moved by {seen} (grey: {moved}), of {}",
+        max_abs(&a)
+    );
+}

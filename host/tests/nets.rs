@@ -38,7 +38,8 @@ fn keras_headless_trainable(arch: Arch) -> i64 {
         | Arch::Edge16Wp
         | Arch::Edge16Grey
         | Arch::Edge16Lc
-        | Arch::EfficientnetLite0 => {
+        | Arch::EfficientnetLite0
+        | Arch::EfficientnetLite0Grey => {
             unreachable!("not a Keras net")
         }
     }
@@ -57,7 +58,8 @@ fn features(arch: Arch) -> i64 {
         | Arch::Edge16Wp
         | Arch::Edge16Grey
         | Arch::Edge16Lc
-        | Arch::EfficientnetLite0 => {
+        | Arch::EfficientnetLite0
+        | Arch::EfficientnetLite0Grey => {
             unreachable!("not a Keras net")
         }
     }

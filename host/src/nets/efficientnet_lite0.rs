@@ -28,7 +28,7 @@
 
 use tch::nn;
 
-use super::graph::{Builder, ConvSpec, Graph, Id};
+use super::graph::{Builder, ColourNorm, ConvSpec, Graph, Id};
 
 /// Width of the features fed to the head.
 pub const FEATURES: i64 = 1280;
@@ -147,13 +147,23 @@ fn mbconv(
 ///
 /// `bn_momentum` is tch's (TensorFlow's 0.99 is tch's 0.01, the default through [`super::Arch::build`]).
 pub fn efficientnet_lite0(p: &nn::Path, classes: i64, bn_momentum: f64) -> Graph {
+    efficientnet_lite0_with(p, classes, bn_momentum, false)
+}
+
+/// [`efficientnet_lite0`], with `grey`: on each image's standardised luminance ([`ColourNorm::Grey`], which
+/// gives it to all three channels), so that the ImageNet stem (which then sums its three kernels) and every
+/// later layer keep their pretrained weights while the net is blind to the stain's hue.
+pub fn efficientnet_lite0_with(p: &nn::Path, classes: i64, bn_momentum: f64, grey: bool) -> Graph {
     let mut b = Builder::new(p);
     b.bn = nn::BatchNormConfig {
         eps: 1e-3,
         momentum: bn_momentum,
         ..Default::default()
     };
-    let x = b.input();
+    let mut x = b.input();
+    if grey {
+        x = b.colour_norm("colour", x, ColourNorm::Grey { eps: 1e-5 });
+    }
     let mut x = same_conv_bn_relu6(&mut b, "stem", x, 3, STEM, 3, 2, 1);
     let (mut cin, mut i) = (STEM, 0);
     for (repeats, k, stride, e, cout) in STAGES {

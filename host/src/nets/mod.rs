@@ -54,6 +54,10 @@ pub enum Arch {
     /// (`scripts/setup.sh` converts them).
     #[value(name = "efficientnet-lite0")]
     EfficientnetLite0,
+    /// EfficientNet-Lite0 on each image's standardised luminance, copied to its three input channels
+    /// ([`efficientnet_lite0::efficientnet_lite0_with`]): the ImageNet weights, blind to the stain's hue.
+    #[value(name = "efficientnet-lite0-grey")]
+    EfficientnetLite0Grey,
 }
 
 impl Arch {
@@ -71,6 +75,7 @@ impl Arch {
             Arch::Xception => "xception",
             Arch::InceptionResnetV2 => "inception-resnet-v2",
             Arch::EfficientnetLite0 => "efficientnet-lite0",
+            Arch::EfficientnetLite0Grey => "efficientnet-lite0-grey",
         }
     }
 
@@ -87,7 +92,8 @@ impl Arch {
             | Arch::Edge16Wp
             | Arch::Edge16Grey
             | Arch::Edge16Lc
-            | Arch::EfficientnetLite0 => 128,
+            | Arch::EfficientnetLite0
+            | Arch::EfficientnetLite0Grey => 128,
             Arch::Resnet101v2 => 224,
             Arch::Xception | Arch::InceptionResnetV2 => 299,
         }
@@ -106,7 +112,7 @@ impl Arch {
             | Arch::Resnet101v2 => 32,
             Arch::Xception => xception::MIN_INPUT,
             Arch::InceptionResnetV2 => inception_resnet_v2::MIN_INPUT,
-            Arch::EfficientnetLite0 => efficientnet_lite0::MIN_INPUT,
+            Arch::EfficientnetLite0 | Arch::EfficientnetLite0Grey => efficientnet_lite0::MIN_INPUT,
         }
     }
 
@@ -162,6 +168,9 @@ impl Arch {
             Arch::Xception => xception::xception(p, classes, keras),
             Arch::InceptionResnetV2 => inception_resnet_v2::inception_resnet_v2(p, classes, keras),
             Arch::EfficientnetLite0 => efficientnet_lite0::efficientnet_lite0(p, classes, keras),
+            Arch::EfficientnetLite0Grey => {
+                efficientnet_lite0::efficientnet_lite0_with(p, classes, keras, true)
+            }
         }
     }
 }

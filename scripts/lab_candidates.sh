@@ -14,8 +14,8 @@
 #   ($LEUKOSCOPE_EFFNET_LITE0, from scripts/setup.sh), on the image as it is or on its luminance, at half the
 #   learning rate (1e-3, fine-tuning) and for LITE0_EPOCHS epochs (default 10; a 2-core CPU trains one epoch
 #   in about 3 minutes at 128 px, 50 images/s on an AMD EPYC)
-# About 7 minutes each on 2 idle CPU cores (edge16-gn: about 10; efficientnet-lite0: about 30). Nothing here reads the second lab's
-# labels except the zero-shot scoring.
+# About 7 minutes each on 2 idle CPU cores (edge16-gn: about 10; the EfficientNet-Lite0 candidates at 10
+# epochs: 40 to 45). Nothing here reads the second lab's labels except the zero-shot scoring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup.sh)"

@@ -167,7 +167,7 @@ fn main() -> anyhow::Result<()> {
     let methods: &[Method] = if zero_shot_only {
         &[]
     } else {
-        &[Method::Head, Method::ColourHead]
+        &[Method::Head, Method::ColourHead, Method::NormHead]
     };
     for &method in methods {
         for &n in &SIZES {

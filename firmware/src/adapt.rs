@@ -11,6 +11,11 @@
 //! - [`Method::ColourHead`]: first the lab's colour: the per-channel mean and spread of the model input over
 //!   the calibration cells are re-estimated and an affine layer in front of the graph maps them to the
 //!   training statistics (zero mean, unit spread after the card's normalisation), then the head as above.
+//! - [`Method::NormHead`]: the lab's statistics inside the net (AdaBN, Li et al. 2016): every convolution's
+//!   output is brought back, per channel, from its mean and spread on the lab's cells to those on the
+//!   training images (the card's [`FeatureStats`], measured by [`FeatureMeter`]), one layer at a time, then
+//!   the head as above. The convolutions carry their batch norms folded in, so this is the batch norms'
+//!   statistics re-estimated on the lab.
 //!
 //! The adapted model is a new ONNX file with its card ([`crate::model::Adaptation`]: base model, method,
 //! cells per class, date), loaded by `--model` like any other. Nothing is written unless every cell was read
@@ -18,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -50,6 +56,9 @@ pub enum Method {
     Head,
     /// The lab's colour statistics re-estimated (an input affine layer), then [`Method::Head`].
     ColourHead,
+    /// Every convolution output re-standardised from the lab's statistics to the training images' (the
+    /// card's [`FeatureStats`]), then [`Method::Head`].
+    NormHead,
 }
 
 impl std::fmt::Display for Method {
@@ -57,6 +66,7 @@ impl std::fmt::Display for Method {
         f.write_str(match self {
             Method::Head => "head",
             Method::ColourHead => "colour-head",
+            Method::NormHead => "norm-head",
         })
     }
 }
@@ -139,6 +149,15 @@ pub enum AdaptError {
         path: PathBuf,
         /// tract's error.
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// [`Method::NormHead`] on a model whose card has no training-image statistics.
+    #[error(
+        "{path}: its card has no feature_stats (the training images' statistics that norm-head brings the \
+         lab's back to): add them with `leukoscope-train feature-stats --model {path}`"
+    )]
+    NoFeatureStats {
+        /// The model file.
+        path: PathBuf,
     },
     /// The adapted model could not be written.
     #[error("{path}: cannot write")]
@@ -514,6 +533,297 @@ fn channel_stats(inputs: &[Vec<f32>]) -> ([f32; 3], [f32; 3]) {
     (mean, std)
 }
 
+/// Per-channel mean and spread of one tensor (a convolution's output) over a set of images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    /// The tensor, as the graph names it.
+    pub tensor: String,
+    /// Mean per channel (over images and positions).
+    pub mean: Vec<f32>,
+    /// Standard deviation per channel.
+    pub std: Vec<f32>,
+}
+
+/// What every convolution of a model computes on the images it was trained on, per channel: the reference
+/// that [`Method::NormHead`] brings a lab's statistics back to. A card's `feature_stats`, measured by
+/// [`FeatureMeter`] (`leukoscope-train feature-stats`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureStats {
+    /// Which images were measured (e.g. `"TRAIN of ../shared/data/blood-cells"`).
+    pub source: String,
+    /// How many.
+    pub images: usize,
+    /// One entry per convolution, in graph order.
+    pub layers: Vec<ChannelStats>,
+}
+
+/// Weighted per-channel first and second moments of a `[1, C, H, W]` tensor over images.
+#[derive(Clone, Debug, Default)]
+struct Moments {
+    weight: f64,
+    sum: Vec<f64>,
+    squares: Vec<f64>,
+}
+
+impl Moments {
+    /// Adds one image's tensor (`values` of `channels` planes) with `weight`.
+    fn add(&mut self, values: &[f32], channels: usize, weight: f64) {
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; channels];
+            self.squares = vec![0.0; channels];
+        }
+        let plane = values.len() / channels.max(1);
+        for (c, p) in values.chunks(plane.max(1)).enumerate().take(channels) {
+            let (s, q) = p.iter().fold((0f64, 0f64), |(s, q), &v| {
+                (s + f64::from(v), q + f64::from(v) * f64::from(v))
+            });
+            self.sum[c] += weight * s / plane as f64;
+            self.squares[c] += weight * q / plane as f64;
+        }
+        self.weight += weight;
+    }
+
+    /// Mean and standard deviation per channel.
+    fn stats(&self, tensor: &str) -> ChannelStats {
+        let w = self.weight.max(f64::MIN_POSITIVE);
+        let mean: Vec<f64> = self.sum.iter().map(|s| s / w).collect();
+        let std = self
+            .squares
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| (q / w - m * m).max(0.0).sqrt() as f32)
+            .collect();
+        ChannelStats {
+            tensor: tensor.to_string(),
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
+        }
+    }
+}
+
+/// The outputs of every `Conv` node, in graph (topological) order.
+fn conv_outputs(g: &pb::GraphProto) -> Vec<String> {
+    g.node
+        .iter()
+        .filter(|n| n.op_type == "Conv")
+        .filter_map(|n| n.output.first().cloned())
+        .collect()
+}
+
+/// A float graph output of unknown shape (an inner tensor read out).
+fn float_value(name: &str) -> pb::ValueInfoProto {
+    pb::ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Float as i32,
+                shape: None,
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `graph` (of `model`) made runnable by tract on the model input, `what` naming it in errors.
+fn runnable(
+    path: &Path,
+    model: &pb::ModelProto,
+    graph: pb::GraphProto,
+    what: &str,
+) -> Result<Arc<TypedRunnableModel>, AdaptError> {
+    tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(encode(model, graph)))
+        .and_then(|m| m.with_input_fact(0, f32::fact(preprocess::INPUT_SHAPE).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| graph_err(path, format!("{what} does not load: {e:#}")))
+}
+
+/// Runs `plan` on one model input; every output as `(channels, values)`.
+fn run_outputs(
+    plan: &Arc<TypedRunnableModel>,
+    cell: &Path,
+    chw: &[f32],
+) -> Result<Vec<(usize, Vec<f32>)>, AdaptError> {
+    let err = |e: TractError| AdaptError::Embedding {
+        path: cell.to_owned(),
+        source: e.into(),
+    };
+    let input = Tensor::from_shape(&preprocess::INPUT_SHAPE, chw).map_err(err)?;
+    let out = plan.run(tvec!(input.into_tvalue())).map_err(err)?;
+    out.iter()
+        .map(|t| {
+            let channels = t.shape().get(1).copied().unwrap_or(1);
+            let values: Vec<f32> = t
+                .to_plain_array_view::<f32>()
+                .map_err(err)?
+                .iter()
+                .copied()
+                .collect();
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(AdaptError::Embedding {
+                    path: cell.to_owned(),
+                    source: "a convolution output is not finite".into(),
+                });
+            }
+            Ok((channels, values))
+        })
+        .collect()
+}
+
+/// Measures a model's [`FeatureStats`] one image at a time (the training images are many: they are not
+/// held in memory), through the same preprocessing as `classify`.
+pub struct FeatureMeter {
+    path: PathBuf,
+    plan: Arc<TypedRunnableModel>,
+    tensors: Vec<String>,
+    moments: Vec<Moments>,
+    images: usize,
+}
+
+impl FeatureMeter {
+    /// A meter for every convolution output of `model`.
+    pub fn new(model: &ModelBytes) -> Result<Self, AdaptError> {
+        let path = model.path.clone();
+        let proto = pb::ModelProto::decode(model.onnx.as_slice())
+            .map_err(|e| graph_err(&path, format!("not an ONNX protobuf: {e}")))?;
+        let mut graph = proto
+            .graph
+            .clone()
+            .ok_or_else(|| graph_err(&path, "no graph"))?;
+        let tensors = conv_outputs(&graph);
+        if tensors.is_empty() {
+            return Err(graph_err(&path, "no convolution to measure"));
+        }
+        graph.output = tensors.iter().map(|t| float_value(t)).collect();
+        let plan = runnable(
+            &path,
+            &proto,
+            graph,
+            "the graph read out at its convolutions",
+        )?;
+        Ok(FeatureMeter {
+            moments: vec![Moments::default(); tensors.len()],
+            path,
+            plan,
+            tensors,
+            images: 0,
+        })
+    }
+
+    /// Adds one image (`path` names it in errors).
+    pub fn add(&mut self, path: &Path, frame: &Frame) -> Result<(), AdaptError> {
+        let outs = run_outputs(&self.plan, path, &cell_chw(frame))?;
+        for ((channels, values), m) in outs.iter().zip(&mut self.moments) {
+            m.add(values, *channels, 1.0);
+        }
+        self.images += 1;
+        Ok(())
+    }
+
+    /// The statistics of the images added, `source` saying which they were.
+    pub fn finish(self, source: &str) -> Result<FeatureStats, AdaptError> {
+        if self.images == 0 {
+            return Err(graph_err(&self.path, "no image measured"));
+        }
+        Ok(FeatureStats {
+            source: source.to_string(),
+            images: self.images,
+            layers: self
+                .tensors
+                .iter()
+                .zip(&self.moments)
+                .map(|(t, m)| m.stats(t))
+                .collect(),
+        })
+    }
+}
+
+/// Brings every convolution output of `graph` from its statistics on the lab's `samples` back to
+/// `reference`'s (the training images'), per channel: `x' = (x − m_lab) · s_train / s_lab + m_train`, a `Mul`
+/// and an `Add` after the convolution. One layer at a time, in graph order, each measured with the layers
+/// before it already corrected (as the batch statistics of AdaBN are); each class weighs the same, as in the
+/// balanced training set. Returns the number of layers corrected.
+fn renormalise(
+    path: &Path,
+    model: &pb::ModelProto,
+    graph: &mut pb::GraphProto,
+    reference: &FeatureStats,
+    samples: &[(&PathBuf, Vec<f32>, usize)],
+    classes: usize,
+) -> Result<usize, AdaptError> {
+    let mut per_class = vec![0usize; classes];
+    samples.iter().for_each(|s| per_class[s.2] += 1);
+    let weight = |c: usize| 1.0 / per_class[c] as f64;
+    for layer in &reference.layers {
+        let t = &layer.tensor;
+        let at = graph
+            .node
+            .iter()
+            .position(|n| n.op_type == "Conv" && n.output.first() == Some(t))
+            .ok_or_else(|| {
+                graph_err(
+                    path,
+                    format!("the card's feature_stats name {t}, which no convolution of the graph computes"),
+                )
+            })?;
+        let mut read = graph.clone();
+        read.output = vec![float_value(t)];
+        let plan = runnable(path, model, read, &format!("the graph read out at {t}"))?;
+        let mut m = Moments::default();
+        for (p, chw, c) in samples {
+            let (channels, values) = run_outputs(&plan, p, chw)?.swap_remove(0);
+            if channels != layer.mean.len() || layer.std.len() != channels {
+                return Err(graph_err(
+                    path,
+                    format!(
+                        "{t} has {channels} channels; the card's feature_stats give {}",
+                        layer.mean.len()
+                    ),
+                ));
+            }
+            m.add(&values, channels, weight(*c));
+        }
+        let lab = m.stats(t);
+        let scale: Vec<f32> = lab
+            .std
+            .iter()
+            .zip(&layer.std)
+            .map(|(&s, &r)| if s > 1e-6 { r / s } else { 1.0 })
+            .collect();
+        let shift: Vec<f32> = (0..scale.len())
+            .map(|c| layer.mean[c] - lab.mean[c] * scale[c])
+            .collect();
+        let (s_name, b_name) = (
+            format!("site/norm/{t}/scale"),
+            format!("site/norm/{t}/shift"),
+        );
+        let (scaled, out) = (
+            format!("site/norm/{t}/scaled"),
+            format!("site/norm/{t}/output"),
+        );
+        for n in &mut graph.node {
+            for i in &mut n.input {
+                if i == t {
+                    *i = out.clone();
+                }
+            }
+        }
+        let dims = [1, scale.len(), 1, 1];
+        graph.initializer.push(float_tensor(&s_name, &dims, &scale));
+        graph.initializer.push(float_tensor(&b_name, &dims, &shift));
+        graph.node.splice(
+            at + 1..at + 1,
+            [
+                node("Mul", &[t, &s_name], &scaled),
+                node("Add", &[&scaled, &b_name], &out),
+            ],
+        );
+    }
+    Ok(reference.layers.len())
+}
+
 /// A fitted head: `W` (`dim × classes`) and `b`.
 #[derive(Clone, Debug)]
 struct Fit {
@@ -673,7 +983,7 @@ pub fn adapt(
     }
 
     let colour = match method {
-        Method::Head => None,
+        Method::Head | Method::NormHead => None,
         Method::ColourHead => {
             let inputs: Vec<Vec<f32>> = samples.iter().map(|s| s.1.clone()).collect();
             let (mean, std) = channel_stats(&inputs);
@@ -683,21 +993,24 @@ pub fn adapt(
             Some(crate::model::SiteColour { mean, std })
         }
     };
+    let renormalised = match method {
+        Method::NormHead => {
+            let reference = base
+                .card
+                .feature_stats
+                .as_ref()
+                .ok_or_else(|| AdaptError::NoFeatureStats { path: path.clone() })?;
+            Some(renormalise(
+                path, &model, &mut graph, reference, &samples, classes,
+            )?)
+        }
+        Method::Head | Method::ColourHead => None,
+    };
 
     // Embeddings: the graph without its head, the head's input as the output.
     let mut trunk = without_head(&graph, &head);
     trunk.output = vec![float_output(&head.embedding, &[1, head.dim])];
-    let trunk_plan = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(encode(&model, trunk)))
-        .and_then(|m| m.with_input_fact(0, f32::fact(preprocess::INPUT_SHAPE).into()))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(|e| {
-            graph_err(
-                path,
-                format!("the graph without its head does not load: {e:#}"),
-            )
-        })?;
+    let trunk_plan = runnable(path, &model, trunk, "the graph without its head")?;
     let mut x = Vec::with_capacity(samples.len());
     let mut y = Vec::with_capacity(samples.len());
     for (p, chw, c) in &samples {
@@ -814,6 +1127,7 @@ pub fn adapt(
         cells: cells.counts(&base.card.classes),
         prior: lambda / scale,
         colour,
+        renormalised,
         date: date.to_string(),
     });
     let adapted = ModelBytes {
@@ -914,7 +1228,7 @@ mod tests {
             ],
         );
         let cells = SiteCells::read(&dir, &base.card.classes).unwrap();
-        for method in [Method::Head, Method::ColourHead] {
+        for method in [Method::Head, Method::ColourHead, Method::NormHead] {
             let m = adapt(&base, &cells, method, "2026-12-02T00:00:00Z").unwrap();
             let a = m.card.adaptation.clone().unwrap();
             assert_eq!(a.method, method);
@@ -936,5 +1250,150 @@ mod tests {
             );
         }
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The twelve bundled cells (three per class) of the training lab.
+    fn sample_cells(classes: &Classes) -> SiteCells {
+        SiteCells::read(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/cells"),
+            classes,
+        )
+        .unwrap()
+    }
+
+    /// The site's per-channel `Mul` and `Add` constants that `norm-head` put after each convolution.
+    fn norm_constants(m: &ModelBytes, tensor: &str) -> (Vec<f32>, Vec<f32>) {
+        let g = pb::ModelProto::decode(m.onnx.as_slice())
+            .unwrap()
+            .graph
+            .unwrap();
+        let get = |what: &str| {
+            let t = initializer(&g, &format!("site/norm/{tensor}/{what}")).unwrap();
+            tensor_f32(&m.path, t).unwrap().1
+        };
+        (get("scale"), get("shift"))
+    }
+
+    #[test]
+    fn norm_head_changes_nothing_on_cells_that_match_the_training_statistics() {
+        let mut base = ModelSource::Embedded.load().unwrap();
+        let cells = sample_cells(&base.card.classes);
+        // The reference measured on these very cells (three per class: the class-balanced statistics are
+        // the plain ones), so every layer's correction must be the identity.
+        let mut meter = FeatureMeter::new(&base).unwrap();
+        for (p, f) in cells.cells.iter().flatten() {
+            meter.add(p, f).unwrap();
+        }
+        let stats = meter.finish("the bundled cells").unwrap();
+        assert_eq!(stats.images, 12);
+        assert_eq!(
+            stats.layers.len(),
+            base.card.feature_stats.as_ref().unwrap().layers.len()
+        );
+        base.card.feature_stats = Some(stats.clone());
+        let m = adapt(&base, &cells, Method::NormHead, "2026-12-04T00:00:00Z").unwrap();
+        assert_eq!(
+            m.card.adaptation.as_ref().unwrap().renormalised,
+            Some(stats.layers.len())
+        );
+        for layer in &stats.layers {
+            let (scale, shift) = norm_constants(&m, &layer.tensor);
+            assert_eq!(scale.len(), layer.mean.len());
+            for c in 0..scale.len() {
+                if layer.std[c] > 1e-3 {
+                    assert!(
+                        (scale[c] - 1.0).abs() < 1e-3,
+                        "{} channel {c}: scale {}",
+                        layer.tensor,
+                        scale[c]
+                    );
+                }
+                assert!(
+                    shift[c].abs() < 1e-3 * (1.0 + layer.mean[c].abs()),
+                    "{} channel {c}: shift {}",
+                    layer.tensor,
+                    shift[c]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn norm_head_brings_each_convolution_to_the_training_statistics() {
+        let base = ModelSource::Embedded.load().unwrap();
+        let reference = base
+            .card
+            .feature_stats
+            .clone()
+            .expect("the default card carries feature_stats");
+        let cells = sample_cells(&base.card.classes);
+        let m = adapt(&base, &cells, Method::NormHead, "2026-12-04T00:00:00Z").unwrap();
+        // Read the corrected outputs of every convolution on the calibration cells: their statistics are
+        // the training images'.
+        let proto = pb::ModelProto::decode(m.onnx.as_slice()).unwrap();
+        let mut g = proto.graph.clone().unwrap();
+        g.output = reference
+            .layers
+            .iter()
+            .map(|l| float_value(&format!("site/norm/{}/output", l.tensor)))
+            .collect();
+        let plan = runnable(&m.path, &proto, g, "the adapted graph read out").unwrap();
+        let mut moments = vec![Moments::default(); reference.layers.len()];
+        for (p, f) in cells.cells.iter().flatten() {
+            for ((ch, v), mo) in run_outputs(&plan, p, &cell_chw(f))
+                .unwrap()
+                .iter()
+                .zip(&mut moments)
+            {
+                mo.add(v, *ch, 1.0);
+            }
+        }
+        let mut moved = 0;
+        for (layer, mo) in reference.layers.iter().zip(&moments) {
+            let got = mo.stats(&layer.tensor);
+            let (scale, _) = norm_constants(&m, &layer.tensor);
+            for (c, &sc) in scale.iter().enumerate() {
+                let tol = 1e-3 * (1.0 + layer.std[c] + layer.mean[c].abs());
+                assert!(
+                    (got.mean[c] - layer.mean[c]).abs() < tol,
+                    "{} channel {c}: mean {} against {}",
+                    layer.tensor,
+                    got.mean[c],
+                    layer.mean[c]
+                );
+                if sc != 1.0 {
+                    assert!(
+                        (got.std[c] - layer.std[c]).abs() < tol,
+                        "{} channel {c}: std {} against {}",
+                        layer.tensor,
+                        got.std[c],
+                        layer.std[c]
+                    );
+                }
+                moved += usize::from((sc - 1.0).abs() > 0.01);
+            }
+        }
+        // The bundled cells are not the whole training set: the corrections are not all the identity.
+        assert!(moved > 0);
+    }
+
+    #[test]
+    fn norm_head_without_training_statistics_is_one_clear_error() {
+        let mut base = ModelSource::Embedded.load().unwrap();
+        base.card.feature_stats = None;
+        let cells = sample_cells(&base.card.classes);
+        let e = adapt(&base, &cells, Method::NormHead, "2026-12-04T00:00:00Z")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no feature_stats") && e.contains("leukoscope-train feature-stats"),
+            "{e}"
+        );
+        let mut other = ModelSource::Embedded.load().unwrap();
+        other.card.feature_stats.as_mut().unwrap().layers[0].tensor = "nowhere".into();
+        let e = adapt(&other, &cells, Method::NormHead, "2026-12-04T00:00:00Z")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nowhere") && e.contains("no convolution"), "{e}");
     }
 }

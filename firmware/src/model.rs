@@ -113,6 +113,11 @@ pub struct ModelCard {
     /// it existed, which mean [`crate::preprocess::REFERENCE_RBC_PX`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rbc_diameter_px: Option<f32>,
+    /// Per-channel statistics of every convolution output on the training images (what
+    /// [`crate::adapt::Method::NormHead`] brings a lab's back to); `None` until `leukoscope-train
+    /// feature-stats` measured them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_stats: Option<crate::adapt::FeatureStats>,
     /// For a site-calibrated model ([`crate::adapt`]): what it was adapted from, how and on which cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptation: Option<Adaptation>,
@@ -133,6 +138,10 @@ pub struct Adaptation {
     /// The site's colour statistics, for [`crate::adapt::Method::ColourHead`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub colour: Option<SiteColour>,
+    /// How many convolution outputs were re-standardised to the training statistics, for
+    /// [`crate::adapt::Method::NormHead`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renormalised: Option<usize>,
     /// When (RFC 3339, UTC).
     pub date: String,
 }

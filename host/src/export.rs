@@ -127,6 +127,7 @@ pub fn write_float_model(
         quantization: serde_json::Value::Null,
         // Trained on the Kaggle images, whose red cells measure the reference diameter.
         rbc_diameter_px: Some(preprocess::REFERENCE_RBC_PX),
+        feature_stats: None,
         adaptation: None,
     };
     write_model(onnx_path, &bytes, card)

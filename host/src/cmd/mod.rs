@@ -12,6 +12,7 @@ pub mod compare;
 pub mod cv;
 pub mod eval;
 pub mod export;
+pub mod feature_stats;
 pub mod pack;
 pub mod reproduce;
 pub mod train;

@@ -455,20 +455,33 @@ pub(crate) fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
 /// A float graph input or output of fixed dims.
 pub(crate) fn float_output(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension, Dimension};
+    float_info(
+        name,
+        Some(pb::TensorShapeProto {
+            dim: dims
+                .iter()
+                .map(|&d| Dimension {
+                    value: Some(dimension::Value::DimValue(d as i64)),
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+    )
+}
+
+/// A float graph output of unknown shape (an inner tensor read out).
+fn float_value(name: &str) -> pb::ValueInfoProto {
+    float_info(name, None)
+}
+
+/// A float tensor's value info, of `shape` where known.
+fn float_info(name: &str, shape: Option<pb::TensorShapeProto>) -> pb::ValueInfoProto {
     pb::ValueInfoProto {
         name: name.to_string(),
         r#type: Some(pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
                 elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(dimension::Value::DimValue(d as i64)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
+                shape,
             })),
             ..Default::default()
         }),
@@ -608,21 +621,6 @@ fn conv_outputs(g: &pb::GraphProto) -> Vec<String> {
         .filter(|n| n.op_type == "Conv")
         .filter_map(|n| n.output.first().cloned())
         .collect()
-}
-
-/// A float graph output of unknown shape (an inner tensor read out).
-fn float_value(name: &str) -> pb::ValueInfoProto {
-    pb::ValueInfoProto {
-        name: name.to_string(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: None,
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 /// `graph` (of `model`) made runnable by tract on the model input, `what` naming it in errors.

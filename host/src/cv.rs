@@ -244,6 +244,7 @@ mod tests {
             label_smoothing: 0.1,
             val_fraction: 0.2,
             seed: 1,
+            init_seed: None,
             limit_per_class: None,
             shift: 12,
             mixup: 0.2,

@@ -62,6 +62,17 @@ pub enum ExportFileError {
     /// The calibration images could not be listed.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// Members that cannot be joined into an ensemble (their graphs).
+    #[error(transparent)]
+    Ensemble(#[from] onnx::ensemble::EnsembleError),
+    /// An ensemble member's card differs from the first member's in what the device relies on.
+    #[error("{}: {what} differs from the first member's (an ensemble's members share classes, input and preprocessing)", path.display())]
+    MemberCard {
+        /// The member's model file.
+        path: PathBuf,
+        /// The card field.
+        what: &'static str,
+    },
     /// Fewer calibration images decoded than asked for.
     #[error("only {got} calibration images could be read (asked for {wanted})")]
     CalibrationImages {
@@ -129,6 +140,86 @@ pub fn write_float_model(
         rbc_diameter_px: Some(preprocess::REFERENCE_RBC_PX),
         feature_stats: None,
         adaptation: None,
+    };
+    write_model(onnx_path, &bytes, card)
+}
+
+/// Joins the float models `members` (each with its card beside it) into one ensemble ([`onnx::ensemble`]:
+/// the mean of their logits) at `onnx_path`, and writes its card: the first member's classes, input,
+/// preprocessing and threshold (calibrate it with `eval --split VAL --calibrate`), arch `{arch}x{k}`, and every
+/// member's name, sha256 and training command in `training_command`.
+pub fn write_ensemble(members: &[PathBuf], onnx_path: &Path) -> Result<ModelCard, ExportFileError> {
+    use prost::Message;
+    let mut protos = Vec::with_capacity(members.len());
+    let mut cards: Vec<ModelCard> = Vec::with_capacity(members.len());
+    for path in members {
+        let card = read_card(&model::card_path(path))?;
+        if card.format != "float" {
+            return Err(ExportFileError::NotFloat {
+                path: path.clone(),
+                format: card.format,
+            });
+        }
+        if let Some(first) = cards.first() {
+            for (what, equal) in [
+                ("classes", first.classes == card.classes),
+                ("input", first.input == card.input),
+                ("preprocessing", first.preprocessing == card.preprocessing),
+                ("output", first.output == card.output),
+                (
+                    "rbc_diameter_px",
+                    // No entry means the reference diameter (what the device assumes, as here).
+                    first
+                        .rbc_diameter_px
+                        .unwrap_or(preprocess::REFERENCE_RBC_PX)
+                        == card.rbc_diameter_px.unwrap_or(preprocess::REFERENCE_RBC_PX),
+                ),
+            ] {
+                if !equal {
+                    return Err(ExportFileError::MemberCard {
+                        path: path.clone(),
+                        what,
+                    });
+                }
+            }
+        }
+        protos.push((path.display().to_string(), read_model_proto(path)?));
+        cards.push(card);
+    }
+    let bytes = onnx::ensemble::join(&protos)?.encode_to_vec();
+    let first = &cards[0];
+    let arch = if cards.iter().all(|c| c.arch == first.arch) {
+        format!("{}x{}", first.arch, cards.len())
+    } else {
+        cards
+            .iter()
+            .map(|c| c.arch.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let card = ModelCard {
+        name: model_name(onnx_path),
+        arch,
+        sha256: model::sha256_hex(&bytes),
+        training_command: format!(
+            "ensemble (mean of the logits) of: {}",
+            cards
+                .iter()
+                .map(|c| format!("{} (sha256 {}): {}", c.name, c.sha256, c.training_command))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        metrics: serde_json::json!({}),
+        latency: serde_json::json!({}),
+        quantization: serde_json::Value::Null,
+        feature_stats: None,
+        adaptation: None,
+        rbc_diameter_px: Some(
+            first
+                .rbc_diameter_px
+                .unwrap_or(preprocess::REFERENCE_RBC_PX),
+        ),
+        ..first.clone()
     };
     write_model(onnx_path, &bytes, card)
 }

@@ -28,6 +28,7 @@ pub fn report_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
         label_smoothing: 0.0,
         val_fraction: 0.2,
         seed,
+        init_seed: None,
         limit_per_class: None,
         shift: 0,
         mixup: 0.0,

@@ -36,6 +36,10 @@ pub struct Recipe {
     pub val_fraction: f64,
     /// Seed for initialisation, shuffles, augmentation and the split.
     pub seed: u64,
+    /// Seed for initialisation, shuffles and augmentation only, when it differs from the split's (`None`:
+    /// [`Self::seed`]): members of an ensemble are trained on one split, so its validation stays held out.
+    #[serde(default)]
+    pub init_seed: Option<u64>,
     /// Use at most this many TRAIN images per class (smoke tests).
     pub limit_per_class: Option<usize>,
     /// Random translation of the cell crop by up to this many pixels (0 = off); the locator's aim varies.
@@ -348,7 +352,8 @@ pub fn train(
             Err(source) => return Err(TrainError::Io { path, source }),
         }
     }
-    tch::manual_seed(recipe.seed as i64);
+    let init_seed = recipe.init_seed.unwrap_or(recipe.seed);
+    tch::manual_seed(init_seed as i64);
     if device.is_cuda() {
         // Fixed input shapes: let cuDNN pick its fastest kernels once.
         tch::Cuda::cudnn_set_benchmark(true);
@@ -430,7 +435,7 @@ pub fn train(
     let batch = recipe.batch.max(1);
     let steps_per_epoch = n.div_ceil(batch);
     let total = (steps_per_epoch * recipe.epochs).max(1);
-    let mut rng = Rng::new(recipe.seed);
+    let mut rng = Rng::new(init_seed);
     let mut log = RunLog {
         recipe: recipe.clone(),
         command: command.to_string(),

@@ -51,6 +51,7 @@ fn train_export_and_classify_on_the_device_path() {
         label_smoothing: 0.1,
         val_fraction: 0.34,
         seed: 3,
+        init_seed: None,
         limit_per_class: None,
         shift: 4,
         mixup: 0.2,
@@ -102,6 +103,41 @@ fn train_export_and_classify_on_the_device_path() {
             (h - d).abs() < 1e-4,
             "host {host:?} vs device {:?}",
             device.probs
+        );
+    }
+
+    // A second member: another --init-seed holds out the same smears but learns other weights; the two join
+    // into one ensemble that the device loads and whose probabilities are those of the members' mean logits.
+    let other = train::Recipe {
+        init_seed: Some(4),
+        ..recipe
+    };
+    let out2 = dir.join("run2");
+    let log2 = train::train(Arch::Edge, &other, &source, &out2, Device::Cpu, "test")
+        .expect("the second member trains");
+    assert_eq!(
+        log2.val_smears, log.val_smears,
+        "one split for both members"
+    );
+    let (_vs2, graph2) = train::load(Arch::Edge, &out2.join("best.ot")).expect("weights reload");
+    let onnx2 = dir.join("m/edge-test-2.onnx");
+    export::write_float_model(&graph2, &onnx2, &info).expect("export");
+    let logits2 = tch::no_grad(|| graph2.forward_t(&data::normalize_batch(&x), false));
+    assert!(
+        !logits2.allclose(&logits, 1e-5, 1e-5, false),
+        "another init seed, other weights"
+    );
+    let joined = dir.join("m/edge-test-x2.onnx");
+    let card = export::write_ensemble(&[onnx.clone(), onnx2], &joined).expect("the members join");
+    assert_eq!(card.arch, "edgex2");
+    let ensemble = Classifier::load(&ModelSource::File(joined)).expect("device loads the ensemble");
+    let got = ensemble.classify_frame(&frame).unwrap().probs;
+    let mean = ((logits + logits2) / 2.0).softmax(-1, tch::Kind::Float);
+    let want: Vec<f32> = Vec::try_from(mean.view([-1])).unwrap();
+    for (w, g) in want.iter().zip(&got) {
+        assert!(
+            (w - g).abs() < 1e-4,
+            "ensemble {got:?} vs the members' mean {want:?}"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -158,6 +194,7 @@ fn a_pack_holds_the_same_split_and_nearly_the_same_inputs_and_trains() {
         label_smoothing: 0.0,
         val_fraction: 0.34,
         seed: 5,
+        init_seed: None,
         limit_per_class: None,
         shift: 0,
         mixup: 0.0,

@@ -10,6 +10,7 @@ use leukoscope_host::data::{self, DataError, Subset};
 pub mod bench_train;
 pub mod compare;
 pub mod cv;
+pub mod ensemble;
 pub mod eval;
 pub mod export;
 pub mod feature_stats;

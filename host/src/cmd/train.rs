@@ -82,6 +82,10 @@ pub struct Args {
     /// EfficientNet-Lite0 that scripts/setup.sh converts, for --arch efficientnet-lite0).
     #[arg(long, value_name = "FILE")]
     pretrained: Option<PathBuf>,
+    /// Seed initialisation, shuffles and augmentation with N instead of `--seed`, which then seeds only the
+    /// validation split: members of one ensemble (`leukoscope-train ensemble`) share a split.
+    #[arg(long, value_name = "N")]
+    init_seed: Option<u64>,
 }
 
 impl Args {
@@ -97,6 +101,7 @@ impl Args {
             label_smoothing: self.label_smoothing,
             val_fraction: self.holdout.val_fraction,
             seed: self.holdout.seed,
+            init_seed: self.init_seed,
             limit_per_class: self.limit_per_class,
             shift: self.shift,
             mixup: self.mixup,

@@ -14,6 +14,7 @@
 //! only reads parameters, under [`tch::no_grad`]), touch files, or panic on a graph it cannot express: that is
 //! an [`ExportError`] naming the node.
 
+pub mod ensemble;
 mod proto;
 pub mod quant;
 

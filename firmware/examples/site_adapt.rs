@@ -7,7 +7,8 @@
 //! ```
 //!
 //! `--model FILE.onnx` measures a candidate (its card beside it) instead of the embedded default;
-//! `--zero-shot` stops after the zero-shot row.
+//! `--zero-shot` stops after the zero-shot row; `--methods` picks the methods measured (default all three)
+//! and `--views dihedral` fits each head on the 8 flips and quarter turns of every calibration cell.
 //!
 //! Writes `<out>.json` and `<out>.md`. Classes the model does not know (the second lab's one basophil) are
 //! left out and counted in the output. Nothing here is fitted to the evaluation cells of a draw: the
@@ -16,7 +17,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use leukoscope::adapt::{self, Method, SiteCells};
+use leukoscope::adapt::{self, Method, SiteCells, Views};
 use leukoscope::{Classifier, Frame, ModelSource};
 
 /// The measurement's inputs.
@@ -34,6 +35,22 @@ struct Args {
     /// Stop after the zero-shot row.
     #[arg(long)]
     zero_shot: bool,
+    /// The methods measured (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "head,colour-head,norm-head", value_parser = parse_method)]
+    methods: Vec<Method>,
+    /// The views of each calibration cell a head is fitted on: one or dihedral.
+    #[arg(long, default_value = "one", value_parser = parse_views)]
+    views: Views,
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|e| format!("{s}: {e}"))
+}
+
+fn parse_views(s: &str) -> Result<Views, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|e| format!("{s}: {e}"))
 }
 
 const SIZES: [usize; 3] = [5, 10, 20];
@@ -84,6 +101,8 @@ fn main() -> anyhow::Result<()> {
         out,
         model,
         zero_shot: zero_shot_only,
+        methods,
+        views,
     } = clap::Parser::parse_from(&args);
     let source = model.map_or(ModelSource::Embedded, ModelSource::File);
     let base = source.load()?;
@@ -164,11 +183,7 @@ fn main() -> anyhow::Result<()> {
             .join(" | ")
     )?;
     let mut rows = Vec::new();
-    let methods: &[Method] = if zero_shot_only {
-        &[]
-    } else {
-        &[Method::Head, Method::ColourHead, Method::NormHead]
-    };
+    let methods: &[Method] = if zero_shot_only { &[] } else { &methods };
     for &method in methods {
         for &n in &SIZES {
             let mut overall = Vec::new();
@@ -186,7 +201,7 @@ fn main() -> anyhow::Result<()> {
                     calib.push(v);
                 }
                 let cells = SiteCells { cells: calib };
-                let m = adapt::adapt(&base, &cells, method, "measurement")?;
+                let m = adapt::adapt(&base, &cells, method, views, "measurement")?;
                 priors.push(m.card.adaptation.as_ref().map_or(0.0, |a| a.prior));
                 let c = Classifier::from_verified(m)?;
                 let (o, p) = score(&c, &rest);
@@ -204,13 +219,18 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             writeln!(
                 md,
-                "| {method} | {n} (≤ half of a class) | {DRAWS} | {} ± {} | {} |",
+                "| {method}{} | {n} (≤ half of a class) | {DRAWS} | {} ± {} | {} |",
+                if views == Views::One {
+                    String::new()
+                } else {
+                    format!(" ({views} views)")
+                },
                 pct(m),
                 pct(sd),
                 cells.join(" | ")
             )?;
             rows.push(serde_json::json!({
-                "method": method.to_string(), "cells_per_class": n, "draws": DRAWS,
+                "method": method.to_string(), "views": views.to_string(), "cells_per_class": n, "draws": DRAWS,
                 "overall": {"mean": m, "sd": sd, "draws": overall},
                 "per_class": names.iter().zip(&per).map(|(c, v)| {
                     let (m, sd) = mean_sd(v);

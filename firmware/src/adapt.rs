@@ -17,9 +17,12 @@
 //!   the head as above. The convolutions carry their batch norms folded in, so this is the batch norms'
 //!   statistics re-estimated on the lab.
 //!
+//! With [`Views::Dihedral`] the head is fitted on each cell's 8 flips and quarter turns (a cell on a slide
+//! has no up or handedness), the views of one cell kept in one cross-validation fold.
+//!
 //! The adapted model is a new ONNX file with its card ([`crate::model::Adaptation`]: base model, method,
-//! cells per class, date), loaded by `--model` like any other. Nothing is written unless every cell was read
-//! and the new model loads.
+//! views, cells per class, date), loaded by `--model` like any other. Nothing is written unless every cell
+//! was read and the new model loads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +48,9 @@ pub const MIN_CELLS: usize = 3;
 /// chosen by cross-validation on the calibration cells.
 pub const PRIOR_CANDIDATES: [f32; 5] = [0.0001, 0.001, 0.01, 0.1, 1.0];
 
+/// Cross-validation folds of the prior strength.
+const FOLDS: usize = 3;
+
 /// Gradient steps of a head fit.
 const ITERATIONS: usize = 600;
 
@@ -69,6 +75,56 @@ impl std::fmt::Display for Method {
             Method::NormHead => "norm-head",
         })
     }
+}
+
+/// Which views of each calibration cell the head is fitted on. A cell on a slide has no up, down or
+/// handedness, so each of its 8 flips and quarter turns (the dihedral group of the square input) is a cell
+/// the lab could show; fitting the head on all 8 gives it 8 embeddings per cell instead of one. The colour
+/// and in-net statistics are estimated on the cells as read in either case.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Views {
+    /// Each cell as read.
+    #[default]
+    One,
+    /// Each cell under the 8 flips and quarter turns of its model input.
+    Dihedral,
+}
+
+impl Views {
+    /// How many views of a cell the head sees.
+    pub fn count(self) -> usize {
+        match self {
+            Views::One => 1,
+            Views::Dihedral => 8,
+        }
+    }
+}
+
+impl std::fmt::Display for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Views::One => "one",
+            Views::Dihedral => "dihedral",
+        })
+    }
+}
+
+/// View `k` (0..8) of a `channels × n × n` image: bit 2 transposes, bit 1 flips rows, bit 0 flips columns.
+fn dihedral(chw: &[f32], n: usize, k: usize) -> Vec<f32> {
+    let plane = n * n;
+    let mut out = Vec::with_capacity(chw.len());
+    for c in chw.chunks_exact(plane) {
+        for i in 0..n {
+            for j in 0..n {
+                let (a, b) = if k & 4 != 0 { (j, i) } else { (i, j) };
+                let a = if k & 2 != 0 { n - 1 - a } else { a };
+                let b = if k & 1 != 0 { n - 1 - b } else { b };
+                out.push(c[a * n + b]);
+            }
+        }
+    }
+    out
 }
 
 /// Why a model could not be adapted. Nothing is written in any case.
@@ -905,19 +961,17 @@ fn predict(fit: &Fit, row: &[f32], classes: usize) -> usize {
     cell::argmax(&logits).map_or(0, |(k, _)| k)
 }
 
-/// The prior strength among [`PRIOR_CANDIDATES`] with the best class-balanced accuracy over `folds`
-/// stratified folds of the calibration cells (the smallest on ties).
-fn choose_lambda(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, scale: f32) -> f32 {
-    const FOLDS: usize = 3;
-    // Stratified fold of each cell: its rank within its class, modulo the number of folds.
-    let mut rank = vec![0usize; classes];
-    let fold: Vec<usize> = y
-        .iter()
-        .map(|&c| {
-            rank[c] += 1;
-            rank[c] % FOLDS
-        })
-        .collect();
+/// The prior strength among [`PRIOR_CANDIDATES`] with the best class-balanced accuracy over [`FOLDS`]
+/// stratified folds of the calibration cells (the smallest on ties). `fold[i]` is row `i`'s fold: every view
+/// of one cell is in the same fold, so no cell is scored by a head that saw it.
+fn choose_lambda(
+    x: &[Vec<f32>],
+    y: &[usize],
+    fold: &[usize],
+    classes: usize,
+    prior: &Fit,
+    scale: f32,
+) -> f32 {
     let mut best = (f32::NEG_INFINITY, PRIOR_CANDIDATES[0] * scale);
     for &c in &PRIOR_CANDIDATES {
         let lambda = c * scale;
@@ -950,12 +1004,13 @@ fn choose_lambda(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, scale
     best.1
 }
 
-/// Adapts `base` to the lab of `cells` with `method`; `date` goes on the card (RFC 3339). Returns the new
-/// model (verified: it loads as a [`Classifier`]).
+/// Adapts `base` to the lab of `cells` with `method`, its head fitted on `views` of each cell; `date` goes
+/// on the card (RFC 3339). Returns the new model (verified: it loads as a [`Classifier`]).
 pub fn adapt(
     base: &ModelBytes,
     cells: &SiteCells,
     method: Method,
+    views: Views,
     date: &str,
 ) -> Result<ModelBytes, AdaptError> {
     let path = &base.path;
@@ -1009,14 +1064,30 @@ pub fn adapt(
     let mut trunk = without_head(&graph, &head);
     trunk.output = vec![float_output(&head.embedding, &[1, head.dim])];
     let trunk_plan = runnable(path, &model, trunk, "the graph without its head")?;
-    let mut x = Vec::with_capacity(samples.len());
-    let mut y = Vec::with_capacity(samples.len());
-    for (p, chw, c) in &samples {
+    let rows = samples.len() * views.count();
+    let mut x = Vec::with_capacity(rows);
+    let mut y = Vec::with_capacity(rows);
+    let mut fold = Vec::with_capacity(rows);
+    // Stratified fold of each cell: its rank within its class, modulo the number of folds.
+    let mut rank = vec![0usize; classes];
+    let side = preprocess::INPUT_SHAPE[3];
+    for ((p, chw, c), k) in samples
+        .iter()
+        .flat_map(|s| (0..views.count()).map(move |k| (s, k)))
+    {
         let err = |e: TractError| AdaptError::Embedding {
             path: (*p).clone(),
             source: e.into(),
         };
-        let input = Tensor::from_shape(&preprocess::INPUT_SHAPE, chw).map_err(err)?;
+        if k == 0 {
+            rank[*c] += 1;
+        }
+        let view = if k == 0 {
+            chw.clone()
+        } else {
+            dihedral(chw, side, k)
+        };
+        let input = Tensor::from_shape(&preprocess::INPUT_SHAPE, &view).map_err(err)?;
         let out = trunk_plan.run(tvec!(input.into_tvalue())).map_err(err)?;
         let emb: Vec<f32> = out[0]
             .to_plain_array_view::<f32>()
@@ -1036,6 +1107,7 @@ pub fn adapt(
         }
         x.push(emb);
         y.push(*c);
+        fold.push(rank[*c] % FOLDS);
     }
 
     // Each embedding dimension standardised on the calibration cells (the fit is then well conditioned);
@@ -1077,7 +1149,7 @@ pub fn adapt(
         .map(|r| r.iter().map(|v| v * v).sum::<f32>())
         .sum::<f32>()
         / n;
-    let lambda = choose_lambda(&z, &y, classes, &prior, scale);
+    let lambda = choose_lambda(&z, &y, &fold, classes, &prior, scale);
     let fitted = fit_head(&z, &y, classes, &prior, lambda);
     let fit = Fit {
         weight: (0..dim * classes)
@@ -1121,6 +1193,7 @@ pub fn adapt(
     card.latency = serde_json::Value::Null;
     card.adaptation = Some(Adaptation {
         method,
+        views,
         base: base.card.id(),
         cells: cells.counts(&base.card.classes),
         prior: lambda / scale,
@@ -1214,6 +1287,60 @@ mod tests {
     }
 
     #[test]
+    fn the_dihedral_views_are_the_eight_symmetries_of_the_square() {
+        let n = 5;
+        let image: Vec<f32> = (0..2 * n * n).map(|v| v as f32).collect();
+        let views: Vec<Vec<f32>> = (0..8).map(|k| dihedral(&image, n, k)).collect();
+        assert_eq!(views[0], image);
+        for (k, v) in views.iter().enumerate() {
+            // A permutation within each channel.
+            for (c, plane) in v.chunks_exact(n * n).enumerate() {
+                let mut sorted = plane.to_vec();
+                sorted.sort_by(f32::total_cmp);
+                assert_eq!(sorted, image[c * n * n..(c + 1) * n * n], "view {k}");
+            }
+            for w in &views[..k] {
+                assert_ne!(v, w, "view {k} repeats another");
+            }
+        }
+        // Bit 0 mirrors the columns, bit 2 transposes.
+        assert_eq!(views[1][0], image[n - 1]);
+        assert_eq!(views[4][1], image[n]);
+        // Two transposes undo each other; the centre pixel never moves.
+        assert_eq!(dihedral(&views[4], n, 4), image);
+        assert!(views.iter().all(|v| v[12] == image[12]));
+    }
+
+    #[test]
+    fn cards_written_before_views_read_as_one_view() {
+        let base = ModelSource::Embedded.load().unwrap();
+        let dir = cells_dir(
+            "card-views",
+            &[
+                ("EOSINOPHIL", 3),
+                ("LYMPHOCYTE", 3),
+                ("MONOCYTE", 3),
+                ("NEUTROPHIL", 3),
+            ],
+        );
+        let cells = SiteCells::read(&dir, &base.card.classes).unwrap();
+        let m = adapt(
+            &base,
+            &cells,
+            Method::Head,
+            Views::Dihedral,
+            "2026-12-06T00:00:00Z",
+        )
+        .unwrap();
+        let mut card = serde_json::to_value(&m.card).unwrap();
+        assert_eq!(card["adaptation"]["views"], "dihedral");
+        card["adaptation"].as_object_mut().unwrap().remove("views");
+        let old: crate::model::ModelCard = serde_json::from_value(card).unwrap();
+        assert_eq!(old.adaptation.unwrap().views, Views::One);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn the_adapted_model_learns_the_site_cells_and_names_its_base() {
         let base = ModelSource::Embedded.load().unwrap();
         let dir = cells_dir(
@@ -1226,10 +1353,19 @@ mod tests {
             ],
         );
         let cells = SiteCells::read(&dir, &base.card.classes).unwrap();
-        for method in [Method::Head, Method::ColourHead, Method::NormHead] {
-            let m = adapt(&base, &cells, method, "2026-12-02T00:00:00Z").unwrap();
+        // Every method on the cells as read; the views only change which rows the head is fitted on, the
+        // same for every method, so one method covers them (this test also runs under qemu in CI).
+        let runs = [
+            (Method::Head, Views::One),
+            (Method::ColourHead, Views::One),
+            (Method::NormHead, Views::One),
+            (Method::Head, Views::Dihedral),
+        ];
+        for (method, views) in runs {
+            let m = adapt(&base, &cells, method, views, "2026-12-02T00:00:00Z").unwrap();
             let a = m.card.adaptation.clone().unwrap();
             assert_eq!(a.method, method);
+            assert_eq!(a.views, views);
             assert_eq!(a.base, base.card.id());
             assert_eq!(a.cells["MONOCYTE"], 3);
             assert_eq!(m.card.sha256, sha256_hex(&m.onnx));
@@ -1244,7 +1380,7 @@ mod tests {
                 .count();
             assert!(
                 right >= 10,
-                "{method}: {right}/12 calibration cells typed as labelled"
+                "{method}, {views}: {right}/12 calibration cells typed as labelled"
             );
         }
         let _ = std::fs::remove_dir_all(dir);
@@ -1289,7 +1425,14 @@ mod tests {
             base.card.feature_stats.as_ref().unwrap().layers.len()
         );
         base.card.feature_stats = Some(stats.clone());
-        let m = adapt(&base, &cells, Method::NormHead, "2026-12-04T00:00:00Z").unwrap();
+        let m = adapt(
+            &base,
+            &cells,
+            Method::NormHead,
+            Views::One,
+            "2026-12-04T00:00:00Z",
+        )
+        .unwrap();
         assert_eq!(
             m.card.adaptation.as_ref().unwrap().renormalised,
             Some(stats.layers.len())
@@ -1325,7 +1468,14 @@ mod tests {
             .clone()
             .expect("the default card carries feature_stats");
         let cells = sample_cells(&base.card.classes);
-        let m = adapt(&base, &cells, Method::NormHead, "2026-12-04T00:00:00Z").unwrap();
+        let m = adapt(
+            &base,
+            &cells,
+            Method::NormHead,
+            Views::One,
+            "2026-12-04T00:00:00Z",
+        )
+        .unwrap();
         // Read the corrected outputs of every convolution on the calibration cells: their statistics are
         // the training images'.
         let proto = pb::ModelProto::decode(m.onnx.as_slice()).unwrap();
@@ -1380,18 +1530,30 @@ mod tests {
         let mut base = ModelSource::Embedded.load().unwrap();
         base.card.feature_stats = None;
         let cells = sample_cells(&base.card.classes);
-        let e = adapt(&base, &cells, Method::NormHead, "2026-12-04T00:00:00Z")
-            .unwrap_err()
-            .to_string();
+        let e = adapt(
+            &base,
+            &cells,
+            Method::NormHead,
+            Views::One,
+            "2026-12-04T00:00:00Z",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("no feature_stats") && e.contains("leukoscope-train feature-stats"),
             "{e}"
         );
         let mut other = ModelSource::Embedded.load().unwrap();
         other.card.feature_stats.as_mut().unwrap().layers[0].tensor = "nowhere".into();
-        let e = adapt(&other, &cells, Method::NormHead, "2026-12-04T00:00:00Z")
-            .unwrap_err()
-            .to_string();
+        let e = adapt(
+            &other,
+            &cells,
+            Method::NormHead,
+            Views::One,
+            "2026-12-04T00:00:00Z",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("nowhere") && e.contains("no convolution"), "{e}");
     }
 }

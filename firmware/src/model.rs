@@ -128,6 +128,9 @@ pub struct ModelCard {
 pub struct Adaptation {
     /// The method.
     pub method: crate::adapt::Method,
+    /// Which views of each cell the head was fitted on (cards written before views were a choice: one).
+    #[serde(default)]
+    pub views: crate::adapt::Views,
     /// The base model.
     pub base: ModelId,
     /// Calibration cells per class (0: the class kept the base model's head).

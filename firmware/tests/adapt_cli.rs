@@ -63,6 +63,7 @@ fn an_adapted_model_is_written_with_its_card_and_classifies() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("site.json")).unwrap()).unwrap();
     let a = &card["adaptation"];
     assert_eq!(a["method"], "norm-head");
+    assert_eq!(a["views"], "one");
     assert!(a["renormalised"].as_u64().unwrap() > 0, "{a}");
     assert!(a.get("colour").is_none(), "{a}");
     assert_eq!(a["base"]["name"], "edge16-int8-weights");

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use leukoscope::adapt::{self, Method, SiteCells};
+use leukoscope::adapt::{self, Method, SiteCells, Views};
 use time::format_description::well_known::Rfc3339;
 
 use super::ModelArg;
@@ -24,6 +24,14 @@ enum MethodArg {
     NormHead,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ViewsArg {
+    /// Each cell as read.
+    One,
+    /// Each cell under its 8 flips and quarter turns (a cell has no up or handedness).
+    Dihedral,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The base model (default: the embedded one).
@@ -39,6 +47,9 @@ pub struct Args {
     /// How to adapt (see models/README.md for what each measured on a second lab).
     #[arg(long, value_enum, default_value_t = MethodArg::NormHead)]
     method: MethodArg,
+    /// Which views of each cell the new head is fitted on.
+    #[arg(long, value_enum, default_value_t = ViewsArg::One)]
+    views: ViewsArg,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -70,8 +81,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         MethodArg::ColourHead => Method::ColourHead,
         MethodArg::NormHead => Method::NormHead,
     };
+    let views = match args.views {
+        ViewsArg::One => Views::One,
+        ViewsArg::Dihedral => Views::Dihedral,
+    };
     let date = time::OffsetDateTime::now_utc().format(&Rfc3339)?;
-    let mut model = adapt::adapt(&base, &cells, method, &date)?;
+    let mut model = adapt::adapt(&base, &cells, method, views, &date)?;
     if let Some(stem) = args.out.file_stem() {
         // The card names the file it describes.
         model.card.name = stem.to_string_lossy().into_owned();
@@ -83,7 +98,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .map(|(c, n)| format!("{c} {n}"))
         .collect();
     println!(
-        "{}: {} adapted by {method} from {} cells ({})",
+        "{}: {} adapted by {method} (views: {views}) from {} cells ({})",
         args.out.display(),
         base.card.id(),
         cells.cells.iter().map(Vec::len).sum::<usize>(),

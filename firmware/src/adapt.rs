@@ -1340,11 +1340,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_adapted_model_learns_the_site_cells_and_names_its_base() {
+    /// Adapts the embedded model with `method` on `views` of twelve flat synthetic cells of four distinct
+    /// colours (three per class, folder names in any case) and checks the card and that the refitted head
+    /// separates them.
+    fn assert_learns_the_site_cells(name: &str, method: Method, views: Views) {
         let base = ModelSource::Embedded.load().unwrap();
         let dir = cells_dir(
-            "fit",
+            name,
             &[
                 ("EOSINOPHIL", 3),
                 ("lymphocyte", 3),
@@ -1353,36 +1355,43 @@ mod tests {
             ],
         );
         let cells = SiteCells::read(&dir, &base.card.classes).unwrap();
-        // Every method once; the views only change which rows the head is fitted on, the same code for every
-        // method, so `head` takes the 8 views and the others one (this test also runs under qemu in CI).
-        let runs = [
-            (Method::Head, Views::Dihedral),
-            (Method::ColourHead, Views::One),
-            (Method::NormHead, Views::One),
-        ];
-        for (method, views) in runs {
-            let m = adapt(&base, &cells, method, views, "2026-12-02T00:00:00Z").unwrap();
-            let a = m.card.adaptation.clone().unwrap();
-            assert_eq!(a.method, method);
-            assert_eq!(a.views, views);
-            assert_eq!(a.base, base.card.id());
-            assert_eq!(a.cells["MONOCYTE"], 3);
-            assert_eq!(m.card.sha256, sha256_hex(&m.onnx));
-            let c = Classifier::from_verified(m).unwrap();
-            // Flat synthetic cells of four distinct colours: the refitted head separates them.
-            let right = cells
-                .cells
-                .iter()
-                .enumerate()
-                .flat_map(|(k, v)| v.iter().map(move |(_, f)| (k, f)))
-                .filter(|(k, f)| c.classify_frame(f).unwrap().predicted == *k)
-                .count();
-            assert!(
-                right >= 10,
-                "{method}, {views}: {right}/12 calibration cells typed as labelled"
-            );
-        }
+        let m = adapt(&base, &cells, method, views, "2026-12-02T00:00:00Z").unwrap();
+        let a = m.card.adaptation.clone().unwrap();
+        assert_eq!(a.method, method);
+        assert_eq!(a.views, views);
+        assert_eq!(a.base, base.card.id());
+        assert_eq!(a.cells["MONOCYTE"], 3);
+        assert_eq!(m.card.sha256, sha256_hex(&m.onnx));
+        let c = Classifier::from_verified(m).unwrap();
+        let right = cells
+            .cells
+            .iter()
+            .enumerate()
+            .flat_map(|(k, v)| v.iter().map(move |(_, f)| (k, f)))
+            .filter(|(k, f)| c.classify_frame(f).unwrap().predicted == *k)
+            .count();
+        assert!(
+            right >= 10,
+            "{method}, {views}: {right}/12 calibration cells typed as labelled"
+        );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    // Every method once. The views only change which rows the head is fitted on, the same code for every
+    // method, so `head` takes the 8 views and the others one.
+    #[test]
+    fn head_on_the_eight_views_learns_the_site_cells_and_names_its_base() {
+        assert_learns_the_site_cells("fit-head", Method::Head, Views::Dihedral);
+    }
+
+    #[test]
+    fn colour_head_learns_the_site_cells_and_names_its_base() {
+        assert_learns_the_site_cells("fit-colour", Method::ColourHead, Views::One);
+    }
+
+    #[test]
+    fn norm_head_learns_the_site_cells_and_names_its_base() {
+        assert_learns_the_site_cells("fit-norm", Method::NormHead, Views::One);
     }
 
     /// The twelve bundled cells (three per class) of the training lab.

@@ -888,15 +888,13 @@ struct Fit {
 impl Fit {
     /// `row · W + b` into `out` (one value per class).
     fn logits(&self, row: &[f32], out: &mut [f32]) {
-        let classes = out.len();
-        for (k, l) in out.iter_mut().enumerate() {
-            *l = self.bias[k]
-                + row
-                    .iter()
-                    .enumerate()
-                    .map(|(d, v)| v * self.weight[d * classes + k])
-                    .sum::<f32>();
+        // Row-major over `W`'s contiguous class entries: the same sums in the same order as one dot product
+        // per class, but without a strided walk.
+        out.fill(0.0);
+        for (v, w) in row.iter().zip(self.weight.chunks_exact(out.len())) {
+            out.iter_mut().zip(w).for_each(|(o, w)| *o += v * w);
         }
+        out.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
     }
 }
 
@@ -904,7 +902,6 @@ impl Fit {
 /// pulled toward `prior` with strength `lambda` (L2 on the difference), by gradient descent with the step
 /// from the loss's curvature bound (convex: it converges).
 fn fit_head(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, lambda: f32) -> Fit {
-    let dim = x[0].len();
     let mut per_class = vec![0usize; classes];
     y.iter().for_each(|&c| per_class[c] += 1);
     let present = per_class.iter().filter(|&&n| n > 0).count() as f32;
@@ -916,6 +913,7 @@ fn fit_head(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, lambda: f3
     let step = 1.0 / (0.5 * max_norm + lambda);
     let mut fit = prior.clone();
     let mut logits = vec![0f32; classes];
+    let mut g = vec![0f32; classes];
     for _ in 0..ITERATIONS {
         let mut gw: Vec<f32> = fit
             .weight
@@ -936,11 +934,11 @@ fn fit_head(x: &[Vec<f32>], y: &[usize], classes: usize, prior: &Fit, lambda: f3
             let w = weight_of(label);
             for k in 0..classes {
                 let p = (logits[k] - max).exp() / sum;
-                let g = w * (p - if k == label { 1.0 } else { 0.0 });
-                gb[k] += g;
-                for d in 0..dim {
-                    gw[d * classes + k] += g * row[d];
-                }
+                g[k] = w * (p - if k == label { 1.0 } else { 0.0 });
+                gb[k] += g[k];
+            }
+            for (v, gw) in row.iter().zip(gw.chunks_exact_mut(classes)) {
+                gw.iter_mut().zip(&g).for_each(|(gw, g)| *gw += g * v);
             }
         }
         fit.weight

@@ -2,7 +2,8 @@
 //! technologist has typed, on the device (tract only, no libtorch).
 //!
 //! The cells come as a folder with one subfolder per class (names matched to the model's classes, any case;
-//! images of any size, read like every other input), the folder a review exports. Two [`Method`]s:
+//! images of any size, read like every other input), the folder a review exports, or, for [`Method::Norm`],
+//! as one folder of untyped cells. The [`Method`]s:
 //!
 //! - [`Method::Head`]: the model's own embedding (the input of its last, linear layer) is computed by tract
 //!   for every cell, and a new head is fitted on it: a class-balanced multinomial logistic regression that
@@ -16,6 +17,9 @@
 //!   training images (the card's [`FeatureStats`], measured by [`FeatureMeter`]), one layer at a time, then
 //!   the head as above. The convolutions carry their batch norms folded in, so this is the batch norms'
 //!   statistics re-estimated on the lab.
+//! - [`Method::Norm`]: the same re-estimated statistics with the base model's own head kept, so the cells
+//!   need no types: a lab that has typed none calibrates from a folder of its cells ([`SiteCells::read_untyped`];
+//!   typed cells weigh each class the same, untyped ones each cell the same).
 //!
 //! With [`Views::Dihedral`] the head is fitted on each cell's 8 flips and quarter turns (a cell on a slide
 //! has no up or handedness), the views of one cell kept in one cross-validation fold.
@@ -44,6 +48,9 @@ use crate::preprocess;
 /// Fewest cells a class folder may hold.
 pub const MIN_CELLS: usize = 3;
 
+/// Fewest untyped cells [`Method::Norm`] takes (the fewest measured on the second lab, models/README.md).
+pub const MIN_UNTYPED_CELLS: usize = 20;
+
 /// The head's pull toward the base head, as multiples of the mean squared norm of the standardised embedding; the one used is
 /// chosen by cross-validation on the calibration cells.
 pub const PRIOR_CANDIDATES: [f32; 5] = [0.0001, 0.001, 0.01, 0.1, 1.0];
@@ -65,6 +72,16 @@ pub enum Method {
     /// Every convolution output re-standardised from the lab's statistics to the training images' (the
     /// card's [`FeatureStats`]), then [`Method::Head`].
     NormHead,
+    /// Every convolution output re-standardised as in [`Method::NormHead`], the base model's head kept: the
+    /// cells need no types.
+    Norm,
+}
+
+impl Method {
+    /// Whether the method fits a new head (and so needs typed cells).
+    pub fn fits_head(self) -> bool {
+        !matches!(self, Method::Norm)
+    }
 }
 
 impl std::fmt::Display for Method {
@@ -73,6 +90,7 @@ impl std::fmt::Display for Method {
             Method::Head => "head",
             Method::ColourHead => "colour-head",
             Method::NormHead => "norm-head",
+            Method::Norm => "norm",
         })
     }
 }
@@ -184,6 +202,31 @@ pub enum AdaptError {
         /// How many it holds.
         found: usize,
     },
+    /// An untyped cells folder holds no image.
+    #[error("the untyped cells folder has no cells")]
+    NoUntyped {
+        /// Which folder and why.
+        source: InputError,
+    },
+    /// Fewer than [`MIN_UNTYPED_CELLS`] untyped cells.
+    #[error("{path}: {found} untyped cell(s); norm needs at least {MIN_UNTYPED_CELLS}")]
+    TooFewUntyped {
+        /// The folder.
+        path: PathBuf,
+        /// How many it holds.
+        found: usize,
+    },
+    /// A method that fits a head was given untyped cells.
+    #[error(
+        "{method} fits a new head and needs typed cells (one subfolder per class); {untyped} untyped cell(s) \
+         were given: use `norm` for untyped cells"
+    )]
+    Untyped {
+        /// The method.
+        method: Method,
+        /// How many untyped cells.
+        untyped: usize,
+    },
     /// A cell image could not be read.
     #[error(transparent)]
     Image(#[from] FrameError),
@@ -206,10 +249,10 @@ pub enum AdaptError {
         /// tract's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// [`Method::NormHead`] on a model whose card has no training-image statistics.
+    /// [`Method::NormHead`] or [`Method::Norm`] on a model whose card has no training-image statistics.
     #[error(
-        "{path}: its card has no feature_stats (the training images' statistics that norm-head brings the \
-         lab's back to): add them with `leukoscope-train feature-stats --model {path}`"
+        "{path}: its card has no feature_stats (the training images' statistics that norm and norm-head bring \
+         the lab's back to): add them with `leukoscope-train feature-stats --model {path}`"
     )]
     NoFeatureStats {
         /// The model file.
@@ -225,11 +268,14 @@ pub enum AdaptError {
     },
 }
 
-/// Labelled cells of one lab: per class of the model (in its order), the cell images and their paths.
+/// Cells of one lab: per class of the model (in its order), the typed cell images and their paths; and
+/// cells of no known type (for [`Method::Norm`]).
 #[derive(Clone, Debug)]
 pub struct SiteCells {
     /// `cells[class]`: (path, image).
     pub cells: Vec<Vec<(PathBuf, Frame)>>,
+    /// Cells whose type is not known: (path, image).
+    pub untyped: Vec<(PathBuf, Frame)>,
 }
 
 impl SiteCells {
@@ -292,7 +338,40 @@ impl SiteCells {
                 cells[class].push((f, frame));
             }
         }
-        Ok(SiteCells { cells })
+        Ok(SiteCells {
+            cells,
+            untyped: Vec::new(),
+        })
+    }
+
+    /// Reads every image under `dir` (subfolders too, their names not read) as untyped cells of the lab: at least
+    /// [`MIN_UNTYPED_CELLS`], every one readable. `classes` sizes the (empty) typed lists.
+    pub fn read_untyped(dir: &Path, classes: &Classes) -> Result<Self, AdaptError> {
+        let files = inputs::list_images(dir).map_err(|source| AdaptError::NoUntyped { source })?;
+        if files.len() < MIN_UNTYPED_CELLS {
+            return Err(AdaptError::TooFewUntyped {
+                path: dir.to_owned(),
+                found: files.len(),
+            });
+        }
+        let untyped = files
+            .into_iter()
+            .map(|f| Frame::open(&f).map(|frame| (f, frame)))
+            .collect::<Result<_, _>>()?;
+        Ok(SiteCells {
+            cells: vec![Vec::new(); classes.len()],
+            untyped,
+        })
+    }
+
+    /// How many cells, typed or not.
+    pub fn len(&self) -> usize {
+        self.cells.iter().map(Vec::len).sum::<usize>() + self.untyped.len()
+    }
+
+    /// Whether there is no cell.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Cells per class, by class name (classes without cells included, as 0).
@@ -797,19 +876,27 @@ impl FeatureMeter {
 /// Brings every convolution output of `graph` from its statistics on the lab's `samples` back to
 /// `reference`'s (the training images'), per channel: `x' = (x − m_lab) · s_train / s_lab + m_train`, a `Mul`
 /// and an `Add` after the convolution. One layer at a time, in graph order, each measured with the layers
-/// before it already corrected (as the batch statistics of AdaBN are); each class weighs the same, as in the
-/// balanced training set. Returns the number of layers corrected.
+/// before it already corrected (as the batch statistics of AdaBN are); when every cell is typed each class
+/// weighs the same, as in the balanced training set, otherwise each cell does. Returns the number of layers
+/// corrected.
 fn renormalise(
     path: &Path,
     model: &pb::ModelProto,
     graph: &mut pb::GraphProto,
     reference: &FeatureStats,
-    samples: &[(&PathBuf, Vec<f32>, usize)],
+    samples: &[(&PathBuf, Vec<f32>, Option<usize>)],
     classes: usize,
 ) -> Result<usize, AdaptError> {
     let mut per_class = vec![0usize; classes];
-    samples.iter().for_each(|s| per_class[s.2] += 1);
-    let weight = |c: usize| 1.0 / per_class[c] as f64;
+    samples
+        .iter()
+        .filter_map(|s| s.2)
+        .for_each(|c| per_class[c] += 1);
+    let typed = samples.iter().all(|s| s.2.is_some());
+    let weight = |c: Option<usize>| match c {
+        Some(c) if typed => 1.0 / per_class[c] as f64,
+        _ => 1.0,
+    };
     for layer in &reference.layers {
         let t = &layer.tensor;
         let at = graph
@@ -1023,18 +1110,25 @@ pub fn adapt(
         return Err(graph_err(path, "expected one graph input"));
     }
     let head = find_head(path, &graph, classes)?;
-    let samples: Vec<(&PathBuf, Vec<f32>, usize)> = cells
+    if method.fits_head() && !cells.untyped.is_empty() {
+        return Err(AdaptError::Untyped {
+            method,
+            untyped: cells.untyped.len(),
+        });
+    }
+    let samples: Vec<(&PathBuf, Vec<f32>, Option<usize>)> = cells
         .cells
         .iter()
         .enumerate()
-        .flat_map(|(c, v)| v.iter().map(move |(p, f)| (p, cell_chw(f), c)))
+        .flat_map(|(c, v)| v.iter().map(move |(p, f)| (p, cell_chw(f), Some(c))))
+        .chain(cells.untyped.iter().map(|(p, f)| (p, cell_chw(f), None)))
         .collect();
     if samples.is_empty() {
         return Err(graph_err(path, "no calibration cells"));
     }
 
     let colour = match method {
-        Method::Head | Method::NormHead => None,
+        Method::Head | Method::NormHead | Method::Norm => None,
         Method::ColourHead => {
             let inputs: Vec<Vec<f32>> = samples.iter().map(|s| s.1.clone()).collect();
             let (mean, std) = channel_stats(&inputs);
@@ -1045,7 +1139,7 @@ pub fn adapt(
         }
     };
     let renormalised = match method {
-        Method::NormHead => {
+        Method::NormHead | Method::Norm => {
             let reference = base
                 .card
                 .feature_stats
@@ -1058,10 +1152,56 @@ pub fn adapt(
         Method::Head | Method::ColourHead => None,
     };
 
+    // The new head (every method but `norm`, which keeps the base model's).
+    let (g, prior) = if method.fits_head() {
+        let (g, prior) = refit_head(path, &model, &graph, &head, &samples, classes, views)?;
+        (g, Some(prior))
+    } else {
+        (graph, None)
+    };
+    let onnx = encode(&model, g);
+
+    let mut card = base.card.clone();
+    card.name = format!("{}-site", base.card.name);
+    card.sha256 = sha256_hex(&onnx);
+    card.metrics = serde_json::Value::Null;
+    card.latency = serde_json::Value::Null;
+    card.adaptation = Some(Adaptation {
+        method,
+        views,
+        base: base.card.id(),
+        cells: cells.counts(&base.card.classes),
+        untyped: cells.untyped.len(),
+        prior,
+        colour,
+        renormalised,
+        date: date.to_string(),
+    });
+    let adapted = ModelBytes {
+        onnx,
+        card,
+        path: path.with_file_name(format!("{}-site.onnx", base.card.name)),
+    };
+    Classifier::from_verified(adapted.clone())?;
+    Ok(adapted)
+}
+
+/// `graph` with its `head` replaced by a float `MatMul` + `Add` fitted on the embeddings of `views` of the
+/// typed `samples`; with the prior strength chosen (a multiple of the mean squared standardised embedding
+/// norm).
+fn refit_head(
+    path: &Path,
+    model: &pb::ModelProto,
+    graph: &pb::GraphProto,
+    head: &Head,
+    samples: &[(&PathBuf, Vec<f32>, Option<usize>)],
+    classes: usize,
+    views: Views,
+) -> Result<(pb::GraphProto, f32), AdaptError> {
     // Embeddings: the graph without its head, the head's input as the output.
-    let mut trunk = without_head(&graph, &head);
+    let mut trunk = without_head(graph, head);
     trunk.output = vec![float_output(&head.embedding, &[1, head.dim])];
-    let trunk_plan = runnable(path, &model, trunk, "the graph without its head")?;
+    let trunk_plan = runnable(path, model, trunk, "the graph without its head")?;
     let rows = samples.len() * views.count();
     let mut x = Vec::with_capacity(rows);
     let mut y = Vec::with_capacity(rows);
@@ -1077,8 +1217,9 @@ pub fn adapt(
             path: (*p).clone(),
             source: e.into(),
         };
+        let c = *c;
         if k == 0 {
-            rank[*c] += 1;
+            rank[c.expect("head methods take typed cells only")] += 1;
         }
         let view = if k == 0 {
             chw.clone()
@@ -1104,8 +1245,8 @@ pub fn adapt(
             ));
         }
         x.push(emb);
-        y.push(*c);
-        fold.push(rank[*c] % FOLDS);
+        y.push(c.expect("head methods take typed cells only"));
+        fold.push(rank[c.expect("head methods take typed cells only")] % FOLDS);
     }
 
     // Each embedding dimension standardised on the calibration cells (the fit is then well conditioned);
@@ -1164,7 +1305,7 @@ pub fn adapt(
     };
 
     // The adapted graph: the old head out, a float MatMul + Add in.
-    let mut g = without_head(&graph, &head);
+    let mut g = without_head(graph, head);
     let output = graph.output[0].name.clone();
     let (w_name, b_name, mm) = ("site/head/weight", "site/head/bias", "site/head/matmul");
     g.initializer
@@ -1182,30 +1323,7 @@ pub fn adapt(
         .cloned()
         .collect();
     g.initializer = keep;
-    let onnx = encode(&model, g);
-
-    let mut card = base.card.clone();
-    card.name = format!("{}-site", base.card.name);
-    card.sha256 = sha256_hex(&onnx);
-    card.metrics = serde_json::Value::Null;
-    card.latency = serde_json::Value::Null;
-    card.adaptation = Some(Adaptation {
-        method,
-        views,
-        base: base.card.id(),
-        cells: cells.counts(&base.card.classes),
-        prior: lambda / scale,
-        colour,
-        renormalised,
-        date: date.to_string(),
-    });
-    let adapted = ModelBytes {
-        onnx,
-        card,
-        path: path.with_file_name(format!("{}-site.onnx", base.card.name)),
-    };
-    Classifier::from_verified(adapted.clone())?;
-    Ok(adapted)
+    Ok((g, lambda / scale))
 }
 
 /// Writes `out` (`.onnx`) and its card beside it; the card last, so a model file without a card is the only
@@ -1319,7 +1437,8 @@ mod tests {
                 sha256: "0".repeat(64),
             },
             cells: BTreeMap::from([("MONOCYTE".to_string(), 3)]),
-            prior: 1.0,
+            untyped: 0,
+            prior: Some(1.0),
             colour: None,
             renormalised: None,
             date: "2026-12-06T00:00:00Z".into(),
@@ -1529,6 +1648,111 @@ mod tests {
         }
         // The bundled cells are not the whole training set: the corrections are not all the identity.
         assert!(moved > 0);
+    }
+
+    #[test]
+    fn norm_keeps_the_base_head_and_changes_nothing_on_cells_that_match_the_training_statistics() {
+        let mut base = ModelSource::Embedded.load().unwrap();
+        let typed = sample_cells(&base.card.classes);
+        // The same twelve cells, untyped: each weighs the same, so the statistics measured on them are the
+        // reference and every correction is the identity; the base head is kept, so the adapted model types
+        // every cell as the base model does, with the same probabilities.
+        let cells = SiteCells {
+            cells: vec![Vec::new(); base.card.classes.len()],
+            untyped: typed.cells.iter().flatten().cloned().collect(),
+        };
+        let mut meter = FeatureMeter::new(&base).unwrap();
+        for (p, f) in &cells.untyped {
+            meter.add(p, f).unwrap();
+        }
+        base.card.feature_stats = Some(meter.finish("the bundled cells").unwrap());
+        let m = adapt(
+            &base,
+            &cells,
+            Method::Norm,
+            Views::One,
+            "2026-12-07T00:00:00Z",
+        )
+        .unwrap();
+        let a = m.card.adaptation.clone().unwrap();
+        assert_eq!(a.method, Method::Norm);
+        assert_eq!((a.untyped, a.prior), (12, None));
+        assert!(a.cells.values().all(|&n| n == 0), "{:?}", a.cells);
+        assert!(a.renormalised.is_some_and(|n| n > 0));
+        let card = serde_json::to_value(&m.card).unwrap();
+        assert_eq!(card["adaptation"]["untyped"], 12);
+        assert!(card["adaptation"].get("prior").is_none(), "{card}");
+        let adapted = Classifier::from_verified(m).unwrap();
+        let before = Classifier::from_verified(base).unwrap();
+        for (p, f) in &cells.untyped {
+            let (x, y) = (
+                before.classify_frame(f).unwrap(),
+                adapted.classify_frame(f).unwrap(),
+            );
+            assert_eq!(x.predicted, y.predicted, "{}", p.display());
+            for (u, v) in x.probs.iter().zip(&y.probs) {
+                assert!(
+                    (u - v).abs() < 1e-3,
+                    "{}: {:?} against {:?}",
+                    p.display(),
+                    x,
+                    y
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn untyped_cells_are_one_clear_error_each() {
+        let base = ModelSource::Embedded.load().unwrap();
+        let classes = &base.card.classes;
+        // Subfolders are read, their names not: 12 cells are too few.
+        let few = cells_dir("untyped-few", &[("any", 6), ("BLAST", 6)]);
+        let e = SiteCells::read_untyped(&few, classes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("12 untyped cell(s)") && e.contains("at least 20"),
+            "{e}"
+        );
+        let none = cells_dir("untyped-none", &[("empty", 0)]);
+        let e = format!(
+            "{:#}",
+            anyhow::Error::from(SiteCells::read_untyped(&none, classes).unwrap_err())
+        );
+        assert!(e.contains("no cells") && e.contains("no images"), "{e}");
+        let bad = cells_dir("untyped-bad", &[("x", 20)]);
+        std::fs::write(bad.join("x/7.png"), b"not a png").unwrap();
+        let e = SiteCells::read_untyped(&bad, classes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("7.png") && e.contains("not a decodable image"),
+            "{e}"
+        );
+        std::fs::write(
+            bad.join("x/7.png"),
+            Frame::filled(120, 120, [200, 120, 190])
+                .unwrap()
+                .to_png()
+                .unwrap(),
+        )
+        .unwrap();
+        let cells = SiteCells::read_untyped(&bad, classes).unwrap();
+        assert_eq!((cells.len(), cells.untyped.len()), (20, 20));
+        // A method that fits a head needs types.
+        for method in [Method::Head, Method::ColourHead, Method::NormHead] {
+            let e = adapt(&base, &cells, method, Views::One, "2026-12-07T00:00:00Z")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("needs typed cells") && e.contains("use `norm`"),
+                "{e}"
+            );
+        }
+        for d in [few, none, bad] {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 
     #[test]

@@ -133,11 +133,15 @@ pub struct Adaptation {
     pub views: crate::adapt::Views,
     /// The base model.
     pub base: ModelId,
-    /// Calibration cells per class (0: the class kept the base model's head).
+    /// Typed calibration cells per class (0: the class kept the base model's head).
     pub cells: std::collections::BTreeMap<String, usize>,
-    /// The head's pull toward the base head that cross-validation chose (a multiple of the mean squared
-    /// standardised embedding norm).
-    pub prior: f32,
+    /// Untyped calibration cells ([`crate::adapt::Method::Norm`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub untyped: usize,
+    /// The new head's pull toward the base head that cross-validation chose (a multiple of the mean squared
+    /// standardised embedding norm); none when the base head was kept ([`crate::adapt::Method::Norm`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<f32>,
     /// The site's colour statistics, for [`crate::adapt::Method::ColourHead`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub colour: Option<SiteColour>,
@@ -147,6 +151,10 @@ pub struct Adaptation {
     pub renormalised: Option<usize>,
     /// When (RFC 3339, UTC).
     pub date: String,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A site's per-channel model-input statistics (after the card's normalisation), mapped to zero mean and

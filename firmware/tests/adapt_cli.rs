@@ -1,5 +1,6 @@
 //! `leukoscope adapt` as a technologist's export feeds it: the bundled cells (one folder per class) give a
-//! model and card that `classify --model` takes; bad folders are one clear error each and write nothing.
+//! model and card that `classify --model` takes; so do untyped cells (`--untyped`, method `norm`); bad folders
+//! are one clear error each and write nothing.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -121,6 +122,108 @@ fn bad_cell_folders_are_one_error_each_and_write_nothing() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(err.contains("1 cell(s) of EOSINOPHIL; at least 3"), "{err}");
+    assert_eq!(err.matches("error").count(), 1, "one error: {err}");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The bundled cells twice over in one folder of untyped cells (24, no class folders).
+fn untyped_cells(dir: &Path) -> PathBuf {
+    let cells = dir.join("untyped");
+    std::fs::create_dir_all(&cells).unwrap();
+    for (k, class) in std::fs::read_dir(samples()).unwrap().enumerate() {
+        for (i, f) in std::fs::read_dir(class.unwrap().path())
+            .unwrap()
+            .enumerate()
+        {
+            let f = f.unwrap().path();
+            let ext = f.extension().unwrap().to_string_lossy().into_owned();
+            for copy in 0..2 {
+                std::fs::copy(&f, cells.join(format!("{k}-{i}-{copy}.{ext}"))).unwrap();
+            }
+        }
+    }
+    cells
+}
+
+#[test]
+fn untyped_cells_give_a_norm_model_with_the_base_head() {
+    let dir = scratch("untyped");
+    let cells = untyped_cells(&dir);
+    let out = dir.join("site.onnx");
+    let run = bin()
+        .args(["adapt", "--untyped", "--cells"])
+        .arg(&cells)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("adapted by norm from 24 cells (untyped 24)"),
+        "{stdout}"
+    );
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("site.json")).unwrap()).unwrap();
+    let a = &card["adaptation"];
+    assert_eq!(a["method"], "norm");
+    assert_eq!(a["untyped"], 24);
+    assert!(a.get("prior").is_none(), "{a}");
+    assert!(a["renormalised"].as_u64().unwrap() > 0, "{a}");
+    let classify = bin()
+        .args(["classify", "--json", "--model"])
+        .arg(&out)
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert!(
+        classify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&classify.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(classify.stdout).unwrap().lines().count(),
+        12
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn untyped_cells_are_refused_by_head_methods_and_when_too_few() {
+    let dir = scratch("untyped-bad");
+    let out = dir.join("site.onnx");
+    let cells = untyped_cells(&dir);
+    let run = bin()
+        .args(["adapt", "--untyped", "--method", "norm-head", "--cells"])
+        .arg(&cells)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("norm-head fits a new head and needs typed cells")
+            && err.contains("use `norm`"),
+        "{err}"
+    );
+    assert!(!out.exists() && !dir.join("site.json").exists());
+    // The bundled cells as they are: twelve, in class folders that --untyped reads without their names.
+    let run = bin()
+        .args(["adapt", "--untyped", "--cells"])
+        .arg(samples())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("12 untyped cell(s); norm needs at least 20"),
+        "{err}"
+    );
     assert_eq!(err.matches("error").count(), 1, "one error: {err}");
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(dir);

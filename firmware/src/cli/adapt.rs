@@ -1,5 +1,6 @@
 //! `leukoscope adapt --cells DIR --out FILE.onnx`: a model calibrated to this lab's microscope from cells a
-//! technologist typed (one subfolder per class), written with its card for `--model`.
+//! technologist typed (one subfolder per class), or from cells nobody typed (`--untyped`, method `norm`),
+//! written with its card for `--model`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,9 @@ enum MethodArg {
     /// Every convolution output re-standardised from the lab's statistics to the training images' (AdaBN;
     /// the card must carry them), then a new head.
     NormHead,
+    /// Every convolution output re-standardised as in norm-head, the base model's head kept: the cells need
+    /// no types (`--untyped`).
+    Norm,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -38,15 +42,19 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArg,
     /// Folder with one subfolder of cell images per class (named as the model's classes, any case; at least
-    /// 3 cells each).
+    /// 3 cells each); with `--untyped`, any folder of cell images (subfolders read too, their names not).
     #[arg(long)]
     cells: PathBuf,
+    /// The cells are not typed: every image under `--cells` is read (at least 20), for method `norm`.
+    #[arg(long)]
+    untyped: bool,
     /// Where to write the adapted model (`.onnx`; its card goes beside it as `.json`).
     #[arg(long)]
     out: PathBuf,
-    /// How to adapt (see models/README.md for what each measured on a second lab).
-    #[arg(long, value_enum, default_value_t = MethodArg::NormHead)]
-    method: MethodArg,
+    /// How to adapt (see models/README.md for what each measured on a second lab) [default: norm-head, or
+    /// norm with `--untyped`].
+    #[arg(long, value_enum)]
+    method: Option<MethodArg>,
     /// Which views of each cell the new head is fitted on.
     #[arg(long, value_enum, default_value_t = ViewsArg::One)]
     views: ViewsArg,
@@ -61,7 +69,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{}: --out must name an .onnx file", args.out.display());
     }
     let base = args.model.source().load()?;
-    let cells = SiteCells::read(&args.cells, &base.card.classes)?;
+    let cells = if args.untyped {
+        SiteCells::read_untyped(&args.cells, &base.card.classes)?
+    } else {
+        SiteCells::read(&args.cells, &base.card.classes)?
+    };
     let few: Vec<String> = cells
         .counts(&base.card.classes)
         .into_iter()
@@ -77,9 +89,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let method = match args.method {
-        MethodArg::Head => Method::Head,
-        MethodArg::ColourHead => Method::ColourHead,
-        MethodArg::NormHead => Method::NormHead,
+        Some(MethodArg::Head) => Method::Head,
+        Some(MethodArg::ColourHead) => Method::ColourHead,
+        Some(MethodArg::NormHead) => Method::NormHead,
+        Some(MethodArg::Norm) => Method::Norm,
+        None if args.untyped => Method::Norm,
+        None => Method::NormHead,
     };
     let views = match args.views {
         ViewsArg::One => Views::One,
@@ -92,16 +107,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         model.card.name = stem.to_string_lossy().into_owned();
     }
     adapt::write(&model, &args.out)?;
-    let counts: Vec<String> = cells
+    let mut counts: Vec<String> = cells
         .counts(&base.card.classes)
         .iter()
+        .filter(|(_, n)| !args.untyped || **n > 0)
         .map(|(c, n)| format!("{c} {n}"))
         .collect();
+    if !cells.untyped.is_empty() {
+        counts.push(format!("untyped {}", cells.untyped.len()));
+    }
     println!(
-        "{}: {} adapted by {method} (views: {views}) from {} cells ({})",
+        "{}: {} adapted by {method}{} from {} cells ({})",
         args.out.display(),
         base.card.id(),
-        cells.cells.iter().map(Vec::len).sum::<usize>(),
+        if method.fits_head() {
+            format!(" (views: {views})")
+        } else {
+            String::new()
+        },
+        cells.len(),
         counts.join(", ")
     );
     Ok(ExitCode::SUCCESS)

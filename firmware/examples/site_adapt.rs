@@ -9,6 +9,8 @@
 //! `--model FILE.onnx` measures a candidate (its card beside it) instead of the embedded default;
 //! `--zero-shot` stops after the zero-shot row; `--methods` picks the methods measured (default all three)
 //! and `--views dihedral` fits each head on the 8 flips and quarter turns of every calibration cell.
+//! `--untyped` draws 4 × 5 / 10 / 20 cells at random from all classes together and gives them untyped (for
+//! `--methods norm`, which needs no types).
 //!
 //! Writes `<out>.json` and `<out>.md`. Classes the model does not know (the second lab's one basophil) are
 //! left out and counted in the output. Nothing here is fitted to the evaluation cells of a draw: the
@@ -41,6 +43,10 @@ struct Args {
     /// The views of each calibration cell a head is fitted on: one or dihedral.
     #[arg(long, default_value = "one", value_parser = parse_views)]
     views: Views,
+    /// Draw the calibration cells from all classes together (as many as the classes × cells per class) and
+    /// give them untyped.
+    #[arg(long)]
+    untyped: bool,
 }
 
 fn parse_method(s: &str) -> Result<Method, String> {
@@ -103,7 +109,11 @@ fn main() -> anyhow::Result<()> {
         zero_shot: zero_shot_only,
         methods,
         views,
+        untyped,
     } = clap::Parser::parse_from(&args);
+    if let Some(m) = methods.iter().find(|m| untyped && m.fits_head()) {
+        anyhow::bail!("--untyped: {m} fits a new head and needs typed cells; measure norm");
+    }
     let source = model.map_or(ModelSource::Embedded, ModelSource::File);
     let base = source.load()?;
     let classes = base.card.classes.clone();
@@ -191,18 +201,38 @@ fn main() -> anyhow::Result<()> {
             let mut priors = Vec::new();
             for draw in 0..DRAWS {
                 let mut seed = 1000 * n as u64 + draw;
-                let mut calib = Vec::new();
                 let mut rest = Vec::new();
-                for v in &all {
-                    let mut v = v.clone();
-                    shuffle(&mut v, &mut seed);
-                    let take = n.min(v.len() / 2);
-                    rest.push(v.split_off(take));
-                    calib.push(v);
-                }
-                let cells = SiteCells { cells: calib };
+                let cells = if untyped {
+                    // Every cell with its class, in class order, shuffled; the first ones are given untyped.
+                    let mut pool: Vec<(usize, (PathBuf, Frame))> = all
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(k, v)| v.iter().map(move |c| (k, c.clone())))
+                        .collect();
+                    shuffle(&mut pool, &mut seed);
+                    let later = pool.split_off(n * all.len());
+                    rest = vec![Vec::new(); all.len()];
+                    later.into_iter().for_each(|(k, c)| rest[k].push(c));
+                    SiteCells {
+                        cells: vec![Vec::new(); all.len()],
+                        untyped: pool.into_iter().map(|(_, c)| c).collect(),
+                    }
+                } else {
+                    let mut calib = Vec::new();
+                    for v in &all {
+                        let mut v = v.clone();
+                        shuffle(&mut v, &mut seed);
+                        let take = n.min(v.len() / 2);
+                        rest.push(v.split_off(take));
+                        calib.push(v);
+                    }
+                    SiteCells {
+                        cells: calib,
+                        untyped: Vec::new(),
+                    }
+                };
                 let m = adapt::adapt(&base, &cells, method, views, "measurement")?;
-                priors.push(m.card.adaptation.as_ref().map_or(0.0, |a| a.prior));
+                priors.push(m.card.adaptation.as_ref().and_then(|a| a.prior));
                 let c = Classifier::from_verified(m)?;
                 let (o, p) = score(&c, &rest);
                 overall.push(o);
@@ -219,11 +249,16 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             writeln!(
                 md,
-                "| {method}{} | {n} (≤ half of a class) | {DRAWS} | {} ± {} | {} |",
-                if views == Views::One {
+                "| {method}{} | {} | {DRAWS} | {} ± {} | {} |",
+                if untyped || views == Views::One || !method.fits_head() {
                     String::new()
                 } else {
                     format!(" ({views} views)")
+                },
+                if untyped {
+                    format!("{} untyped, drawn from all", n * all.len())
+                } else {
+                    format!("{n} (≤ half of a class)")
                 },
                 pct(m),
                 pct(sd),
@@ -231,6 +266,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             rows.push(serde_json::json!({
                 "method": method.to_string(), "views": views.to_string(), "cells_per_class": n, "draws": DRAWS,
+                "untyped": if untyped { serde_json::json!(n * all.len()) } else { serde_json::Value::Null },
                 "overall": {"mean": m, "sd": sd, "draws": overall},
                 "per_class": names.iter().zip(&per).map(|(c, v)| {
                     let (m, sd) = mean_sd(v);
@@ -240,10 +276,41 @@ fn main() -> anyhow::Result<()> {
             }));
         }
     }
+    // Untyped, every cell at once: the lab's whole set calibrates the model it is then typed by (no type is
+    // read, so this is label-free test-time adaptation, as on the cells of one smear).
+    let mut transductive = serde_json::Value::Null;
+    if untyped && !zero_shot_only {
+        let cells = SiteCells {
+            cells: vec![Vec::new(); all.len()],
+            untyped: all.iter().flatten().cloned().collect(),
+        };
+        for &method in methods {
+            let m = adapt::adapt(&base, &cells, method, views, "measurement")?;
+            let (o, p) = score(&Classifier::from_verified(m)?, &all);
+            eprintln!("{method} on every cell, untyped: {:.1} %", 100.0 * o);
+            writeln!(
+                md,
+                "| {method} | all {} untyped, typed after | 1 | {} | {} |",
+                cells.untyped.len(),
+                pct(o),
+                p.iter().map(|v| pct(*v)).collect::<Vec<_>>().join(" | ")
+            )?;
+            transductive = serde_json::json!({
+                "method": method.to_string(), "untyped": cells.untyped.len(), "overall": o,
+                "per_class": names.iter().zip(&p).map(|(c, v)| (c.to_string(), (*v).into())).collect::<serde_json::Map<_, _>>(),
+            });
+        }
+    }
     writeln!(
         md,
         "\nMean ± sd over {DRAWS} draws; per class: sensitivity on the cells not drawn. A class with fewer \
-         than twice the cells asked gives half of its cells (EOSINOPHIL: 22 → at most 11)."
+         than twice the cells asked gives half of its cells (EOSINOPHIL: 22 → at most 11).{}",
+        if untyped {
+            " Untyped rows: the cells drawn at random from all classes together and given without their \
+             types; the last row gives every cell untyped, then types every cell with the model so calibrated."
+        } else {
+            ""
+        }
     )?;
     let json = serde_json::json!({
         "data": data.display().to_string(),
@@ -252,6 +319,7 @@ fn main() -> anyhow::Result<()> {
         "left_out": left_out,
         "zero_shot": {"overall": zs, "per_class": names.iter().zip(&zs_per).map(|(c, v)| (c.to_string(), (*v).into())).collect::<serde_json::Map<_, _>>()},
         "adapted": rows,
+        "every_cell_untyped": transductive,
     });
     std::fs::write(
         out.with_extension("json"),

@@ -39,13 +39,39 @@ fn cells(dir: &Path) -> PathBuf {
 
 /// `leukoscope adapt --cells CELLS --out OUT`.
 fn adapt(cells: &Path, out: &Path) -> std::process::Output {
+    adapt_with(&[], cells, out)
+}
+
+/// `leukoscope adapt ARGS --cells CELLS --out OUT`.
+fn adapt_with(args: &[&str], cells: &Path, out: &Path) -> std::process::Output {
     bin()
-        .args(["adapt", "--cells"])
+        .arg("adapt")
+        .args(args)
+        .arg("--cells")
         .arg(cells)
         .arg("--out")
         .arg(out)
         .output()
         .unwrap()
+}
+
+/// `classify --json --model MODEL` types the twelve bundled cells.
+fn assert_classifies_the_samples(model: &Path) {
+    let classify = bin()
+        .args(["classify", "--json", "--model"])
+        .arg(model)
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert!(
+        classify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&classify.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(classify.stdout).unwrap().lines().count(),
+        12
+    );
 }
 
 #[test]
@@ -70,21 +96,7 @@ fn an_adapted_model_is_written_with_its_card_and_classifies() {
     assert_eq!(a["base"]["name"], "edge16-int8-weights");
     assert_eq!(a["cells"]["NEUTROPHIL"], 3);
     assert!(a["date"].as_str().unwrap().starts_with("20"), "{a}");
-    let classify = bin()
-        .args(["classify", "--json", "--model"])
-        .arg(&out)
-        .arg(samples())
-        .output()
-        .unwrap();
-    assert!(
-        classify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&classify.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(classify.stdout).unwrap().lines().count(),
-        12
-    );
+    assert_classifies_the_samples(&out);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -151,13 +163,7 @@ fn untyped_cells_give_a_norm_model_with_the_base_head() {
     let dir = scratch("untyped");
     let cells = untyped_cells(&dir);
     let out = dir.join("site.onnx");
-    let run = bin()
-        .args(["adapt", "--untyped", "--cells"])
-        .arg(&cells)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = adapt_with(&["--untyped"], &cells, &out);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -172,21 +178,7 @@ fn untyped_cells_give_a_norm_model_with_the_base_head() {
     assert_eq!(a["untyped"], 24);
     assert!(a.get("prior").is_none(), "{a}");
     assert!(a["renormalised"].as_u64().unwrap() > 0, "{a}");
-    let classify = bin()
-        .args(["classify", "--json", "--model"])
-        .arg(&out)
-        .arg(samples())
-        .output()
-        .unwrap();
-    assert!(
-        classify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&classify.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(classify.stdout).unwrap().lines().count(),
-        12
-    );
+    assert_classifies_the_samples(&out);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -195,13 +187,7 @@ fn untyped_cells_are_refused_by_head_methods_and_when_too_few() {
     let dir = scratch("untyped-bad");
     let out = dir.join("site.onnx");
     let cells = untyped_cells(&dir);
-    let run = bin()
-        .args(["adapt", "--untyped", "--method", "norm-head", "--cells"])
-        .arg(&cells)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = adapt_with(&["--untyped", "--method", "norm-head"], &cells, &out);
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(
@@ -211,13 +197,7 @@ fn untyped_cells_are_refused_by_head_methods_and_when_too_few() {
     );
     assert!(!out.exists() && !dir.join("site.json").exists());
     // The bundled cells as they are: twelve, in class folders that --untyped reads without their names.
-    let run = bin()
-        .args(["adapt", "--untyped", "--cells"])
-        .arg(samples())
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = adapt_with(&["--untyped"], &samples(), &out);
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(

@@ -1217,9 +1217,12 @@ fn refit_head(
             path: (*p).clone(),
             source: e.into(),
         };
-        let c = *c;
+        // `adapt` refuses untyped cells for the head methods before this.
+        let Some(c) = *c else {
+            return Err(graph_err(path, "an untyped cell in a head fit"));
+        };
         if k == 0 {
-            rank[c.expect("head methods take typed cells only")] += 1;
+            rank[c] += 1;
         }
         let view = if k == 0 {
             chw.clone()
@@ -1245,8 +1248,8 @@ fn refit_head(
             ));
         }
         x.push(emb);
-        y.push(c.expect("head methods take typed cells only"));
-        fold.push(rank[c.expect("head methods take typed cells only")] % FOLDS);
+        y.push(c);
+        fold.push(rank[c] % FOLDS);
     }
 
     // Each embedding dimension standardised on the calibration cells (the fit is then well conditioned);

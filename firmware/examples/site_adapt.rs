@@ -145,11 +145,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut md = String::new();
     let names: Vec<&str> = classes.iter().collect();
-    writeln!(
-        md,
-        "# Site calibration on a second lab ({})\n",
-        data.display()
-    )?;
+    writeln!(md, "# Site calibration measured on {}\n", data.display())?;
     writeln!(
         md,
         "Base: {} `{}`. Cells per class: {}. Left out (not a model class): {}.\n",
@@ -301,10 +297,24 @@ fn main() -> anyhow::Result<()> {
             });
         }
     }
+    // Typed draws take at most half of a class: name the classes that cap bites on, from the data.
+    let capped: Vec<String> = names
+        .iter()
+        .zip(&all)
+        .filter(|(_, v)| v.len() < 2 * SIZES[SIZES.len() - 1])
+        .map(|(c, v)| format!("{c}: {} → at most {}", v.len(), v.len() / 2))
+        .collect();
     writeln!(
         md,
-        "\nMean ± sd over {DRAWS} draws; per class: sensitivity on the cells not drawn. A class with fewer \
-         than twice the cells asked gives half of its cells (EOSINOPHIL: 22 → at most 11).{}",
+        "\nMean ± sd over {DRAWS} draws; per class: sensitivity on the cells not drawn.{}{}",
+        if untyped || capped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " A class with fewer than twice the cells asked gives half of its cells ({}).",
+                capped.join(", ")
+            )
+        },
         if untyped {
             " Untyped rows: the cells drawn at random from all classes together and given without their \
              types; the last row gives every cell untyped, then types every cell with the model so calibrated."

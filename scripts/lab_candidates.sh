@@ -14,6 +14,8 @@
 #   ($LEUKOSCOPE_EFFNET_LITE0, from scripts/setup.sh), on the image as it is or on its luminance, at half the
 #   learning rate (1e-3, fine-tuning) and for LITE0_EPOCHS epochs (default 10; a 2-core CPU trains one epoch
 #   in about 3 minutes at 128 px, 50 images/s on an AMD EPYC)
+#   EDGE_EPOCHS=N: the edge candidates for N epochs instead of 10 (the first round's "longer schedule for the
+#   strong shift"); their outputs then go to runs/<candidate>-<N>ep
 # About 7 minutes each on 2 idle CPU cores (edge16-gn: about 10; the EfficientNet-Lite0 candidates at 10
 # epochs: 40 to 45). Nothing here reads the second lab's labels except the zero-shot scoring.
 set -euo pipefail
@@ -43,13 +45,15 @@ for n in "${CANDIDATES[@]}"; do
     esac
     lab=()
     case "$n" in *-lab-strong) lab=(--lab-shift strong) ;; *-lab-light) lab=(--lab-shift light) ;; esac
-    recipe=(--epochs 10 --lr 2e-3)
+    recipe=(--epochs "${EDGE_EPOCHS:-10}" --lr 2e-3)
+    out="runs/$n"
+    [ "${EDGE_EPOCHS:-10}" = 10 ] || out="runs/$n-${EDGE_EPOCHS}ep"
     case "$arch" in
         efficientnet-lite0*)
             : "${LEUKOSCOPE_EFFNET_LITE0:?scripts/setup.sh converts the ImageNet weights}"
-            recipe=(--epochs "${LITE0_EPOCHS:-10}" --lr 1e-3 --pretrained "$LEUKOSCOPE_EFFNET_LITE0") ;;
+            recipe=(--epochs "${LITE0_EPOCHS:-10}" --lr 1e-3 --pretrained "$LEUKOSCOPE_EFFNET_LITE0")
+            out="runs/$n" ;;
     esac
-    out="runs/$n"
     mkdir -p "$out"
     echo "lab_candidates: $n ($arch ${lab[*]})" >&2
     "$B" train --arch "$arch" "${recipe[@]}" --batch 64 --weight-decay 0.05 --label-smoothing 0.1 \

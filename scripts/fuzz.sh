@@ -33,8 +33,12 @@ for t in "${targets[@]}"; do
     # -rss_limit_mb: a target may not use more than 2 GiB (a Pi 4's memory); -timeout: 10 s per input.
     # No sanitizer: the code is pure Rust (no C), so what is sought is a panic, an abort, a hang or memory
     # growth, which libFuzzer sees itself; AddressSanitizer would halve the inputs tried.
+    # -max_len: 1 MiB, and 2 MiB for models: the seed model (1.25 MB) must not be cut short, or every input is a
+    # truncated protobuf and nothing past the decoder is reached.
+    max_len=1048576
+    [ "$t" != model ] || max_len=2097152
     if cargo +nightly fuzz run -s none "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
-        -timeout=10 -max_len=1048576 -print_final_stats=1 >"$log" 2>&1; then
+        -timeout=10 -max_len="$max_len" -print_final_stats=1 >"$log" 2>&1; then
         result=ok
     else
         result="FOUND (see $log and fuzz/artifacts/$t/)"

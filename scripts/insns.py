@@ -2,8 +2,8 @@
 
 Run through scripts/insns.sh (it cross-builds `examples/infer` and the qemu plugin). The count is the one
 `scripts/model_table.py` takes: `infer MODEL N` under qemu-aarch64 at N and at 0 with the insncount plugin,
-difference / N, on Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5). Exact and independent of the host CPU: the
-baseline needs no rerun in the same session, but list it anyway so one table holds both.
+difference / N, on Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5). Exact and independent of the host CPU, but not
+of the build (tract's version, the firmware's code): put the baseline first, so it is counted on the same build.
 """
 
 import argparse

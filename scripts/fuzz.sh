@@ -6,9 +6,13 @@
 # firmware/fuzz/artifacts/<target>/ -- copy it to firmware/fuzz/regressions/<target>/ once fixed, where the
 # CI harness replays it.
 #
-#   cargo install cargo-fuzz; rustup toolchain install nightly; scripts/fuzz.sh [SECONDS] [TARGET...]
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+# Installs what it needs when missing: the nightly toolchain (rustup) and cargo-fuzz 0.13.2 (the version the
+# run in docs/reliability.md used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 seconds="${1:-300}"
 shift || true
 targets=("$@")

@@ -10,6 +10,10 @@ if (($# == 0)); then
     echo "usage: scripts/insns.sh MODEL.onnx..." >&2
     exit 2
 fi
+for m in "$@"; do
+    [ -f "$m" ] || { echo "insns.sh: $m: no such model file" >&2; exit 2; }
+    [ -f "${m%.onnx}.json" ] || { echo "insns.sh: $m: its card ${m%.onnx}.json is missing" >&2; exit 2; }
+done
 eval "$(scripts/setup.sh)"
 T="${CARGO_TARGET_DIR:-target}"
 CROSS_SKIP_TESTS=1 CROSS_PROFILE=release scripts/cross.sh

@@ -7,8 +7,8 @@
 #
 # Candidates (name = net + training-time lab shift, `leukoscope-train train --lab-shift`):
 #   edge16-lab-strong  edge16-lab-light  edge16-gn-lab-strong  edge16-gn-lab-light   (and edge16-gn: no shift)
-#   edge16-in  edge16-wp  edge16-grey  edge16-lc: each image's colour standardised in the graph (instance
-#   statistics; white point; luminance only; luminance and chroma after the white point),
+#   edge16-in  edge16-rh  edge16-wp  edge16-grey  edge16-lc: each image's colour standardised in the graph (instance
+#   statistics in RGB; in Reinhard's lαβ; white point; luminance only; luminance and chroma after the white point),
 #   alone or with a shift (edge16-in-lab-strong, ...)
 #   efficientnet-lite0  efficientnet-lite0-grey: EfficientNet-Lite0 fine-tuned from the ImageNet weights
 #   ($LEUKOSCOPE_EFFNET_LITE0, from scripts/setup.sh), on the image as it is or on its luminance, at half the
@@ -36,6 +36,7 @@ for n in "${CANDIDATES[@]}"; do
         edge16-lab-*) arch=edge16 ;;
         edge16-gn*) arch=edge16-gn ;;
         edge16-in*) arch=edge16-in ;;
+        edge16-rh*) arch=edge16-rh ;;
         edge16-wp*) arch=edge16-wp ;;
         edge16-grey*) arch=edge16-grey ;;
         edge16-lc*) arch=edge16-lc ;;

@@ -384,9 +384,14 @@ impl SiteCells {
     }
 }
 
-/// The model input of one cell image, normalised (`3 × INPUT × INPUT`), by the same path `classify` takes.
-fn cell_chw(frame: &Frame) -> Vec<f32> {
-    preprocess::normalize(&preprocess::frame_input(frame).0)
+/// The model input of one cell image, normalised (`3 × INPUT × INPUT`), by the same path `classify` takes
+/// (in the card's stain reference `stain` when it has one: [`crate::classify::Classifier::input_chw`]).
+fn cell_chw(stain: Option<&crate::stain::StainNorm>, frame: &Frame) -> Vec<f32> {
+    let input = preprocess::frame_input(frame).0;
+    match stain {
+        Some(s) => preprocess::normalize(&s.apply(&input)),
+        None => preprocess::normalize(&input),
+    }
 }
 
 /// The last linear layer of a graph: `logits = emb · W + b`.
@@ -813,6 +818,8 @@ pub struct FeatureMeter {
     tensors: Vec<String>,
     moments: Vec<Moments>,
     images: usize,
+    /// The card's stain reference, applied to every image as the classifier does.
+    stain: Option<crate::stain::StainNorm>,
 }
 
 impl FeatureMeter {
@@ -838,6 +845,7 @@ impl FeatureMeter {
         )?;
         Ok(FeatureMeter {
             moments: vec![Moments::default(); tensors.len()],
+            stain: model.card.stain_norm.clone(),
             path,
             plan,
             tensors,
@@ -847,7 +855,7 @@ impl FeatureMeter {
 
     /// Adds one image (`path` names it in errors).
     pub fn add(&mut self, path: &Path, frame: &Frame) -> Result<(), AdaptError> {
-        let outs = run_outputs(&self.plan, path, &cell_chw(frame))?;
+        let outs = run_outputs(&self.plan, path, &cell_chw(self.stain.as_ref(), frame))?;
         for ((channels, values), m) in outs.iter().zip(&mut self.moments) {
             m.add(values, *channels, 1.0);
         }
@@ -1110,6 +1118,7 @@ pub fn adapt(
         return Err(graph_err(path, "expected one graph input"));
     }
     let head = find_head(path, &graph, classes)?;
+    let stain = base.card.stain_norm.as_ref();
     if method.fits_head() && !cells.untyped.is_empty() {
         return Err(AdaptError::Untyped {
             method,
@@ -1120,8 +1129,13 @@ pub fn adapt(
         .cells
         .iter()
         .enumerate()
-        .flat_map(|(c, v)| v.iter().map(move |(p, f)| (p, cell_chw(f), Some(c))))
-        .chain(cells.untyped.iter().map(|(p, f)| (p, cell_chw(f), None)))
+        .flat_map(|(c, v)| v.iter().map(move |(p, f)| (p, cell_chw(stain, f), Some(c))))
+        .chain(
+            cells
+                .untyped
+                .iter()
+                .map(|(p, f)| (p, cell_chw(stain, f), None)),
+        )
         .collect();
     if samples.is_empty() {
         return Err(graph_err(path, "no calibration cells"));
@@ -1616,7 +1630,7 @@ mod tests {
         let plan = runnable(&m.path, &proto, g, "the adapted graph read out").unwrap();
         let mut moments = vec![Moments::default(); reference.layers.len()];
         for (p, f) in cells.cells.iter().flatten() {
-            for ((ch, v), mo) in run_outputs(&plan, p, &cell_chw(f))
+            for ((ch, v), mo) in run_outputs(&plan, p, &cell_chw(None, f))
                 .unwrap()
                 .iter()
                 .zip(&mut moments)

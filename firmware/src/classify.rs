@@ -182,8 +182,17 @@ impl Classifier {
         input: &Frame,
         unidentified_threshold: f32,
     ) -> Result<Prediction, InferenceError> {
-        let logits = self.logits(&preprocess::normalize(input))?;
+        let logits = self.logits(&self.input_chw(input))?;
         Ok(Prediction::from_logits(&logits, unidentified_threshold))
+    }
+
+    /// A `u8` model input as the net takes it: in the card's stain reference when it has one
+    /// ([`crate::stain`]), then normalised ([`preprocess::normalize`]).
+    pub fn input_chw(&self, input: &Frame) -> Vec<f32> {
+        match &self.card.stain_norm {
+            Some(s) => preprocess::normalize(&s.apply(input)),
+            None => preprocess::normalize(input),
+        }
     }
 
     /// Classifies a frame holding one white cell (the Kaggle images): scale, locate, crop, classify.
@@ -316,6 +325,41 @@ mod tests {
         assert!(p.probs.iter().all(|v| v.is_finite()));
         let threshold = c.card().unidentified_threshold;
         assert_eq!(p.class.is_some(), p.confidence >= threshold);
+    }
+
+    #[test]
+    fn a_cards_stain_reference_is_applied_before_the_net() {
+        // A cell-like input: violet nucleus on pink cytoplasm on pale plasma, with a yellow cast.
+        let mut data = Vec::new();
+        for y in 0..preprocess::INPUT {
+            for x in 0..preprocess::INPUT {
+                let r = ((x as f32 - 64.0).powi(2) + (y as f32 - 64.0).powi(2)).sqrt();
+                let px: [u8; 3] = if r < 20.0 {
+                    [120, 60, 110]
+                } else if r < 40.0 {
+                    [230, 170, 150]
+                } else {
+                    [250, 245, 175]
+                };
+                data.extend(px);
+            }
+        }
+        let input = Frame::new(preprocess::INPUT, preprocess::INPUT, data).unwrap();
+        let mut m = ModelSource::Embedded.load().unwrap();
+        let plain = Classifier::from_verified(m.clone()).unwrap();
+        let reference = crate::stain::StainNorm::Reinhard {
+            mean: [-0.24, -0.02, 0.003],
+            std: [0.1, 0.06, 0.004],
+        };
+        m.card.stain_norm = Some(reference.clone());
+        let stained = Classifier::from_verified(m).unwrap();
+        let moved = reference.apply(&input);
+        assert_ne!(moved, input, "the reference changes this input");
+        assert_eq!(
+            stained.classify_input(&input).unwrap().probs,
+            plain.classify_input(&moved).unwrap().probs
+        );
+        assert_eq!(stained.input_chw(&input), preprocess::normalize(&moved));
     }
 
     #[test]

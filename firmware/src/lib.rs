@@ -29,6 +29,7 @@ pub mod report;
 pub mod scale;
 pub mod segment;
 pub mod session;
+pub mod stain;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod web;

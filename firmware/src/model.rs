@@ -118,6 +118,10 @@ pub struct ModelCard {
     /// feature-stats` measured them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_stats: Option<crate::adapt::FeatureStats>,
+    /// The training lab's colours each input is brought to before the net ([`crate::stain`]); `None` (every
+    /// card written before it existed): the input as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stain_norm: Option<crate::stain::StainNorm>,
     /// For a site-calibrated model ([`crate::adapt`]): what it was adapted from, how and on which cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptation: Option<Adaptation>,

@@ -109,6 +109,30 @@ pub fn white_balance(frame: &Frame, block: u32) -> Frame {
 
 /// [`white_balance`] written into `buf` (cleared first; its allocation is reused).
 pub fn white_balance_into(frame: &Frame, block: u32, mut buf: Vec<u8>) -> Frame {
+    let (brightest, n) = brightest_block_sums(frame, block);
+    let data = frame.data();
+    buf.clear();
+    buf.extend(data.chunks_exact(3).flat_map(|px| {
+        std::array::from_fn::<u8, 3, _>(|c| {
+            if brightest[c] == 0 {
+                return 0;
+            }
+            let v = (u64::from(px[c]) * 255 * n + brightest[c] / 2) / brightest[c];
+            v.min(255) as u8
+        })
+    }));
+    Frame::new(frame.width(), frame.height(), buf).expect("same size as the frame")
+}
+
+/// The white point [`white_balance`] divides by: per channel, the mean of the brightest `block`-square
+/// (the whole frame when it is smaller than one square), 0–255.
+pub fn white_point(frame: &Frame, block: u32) -> [f64; 3] {
+    let (brightest, n) = brightest_block_sums(frame, block);
+    brightest.map(|s| s as f64 / n as f64)
+}
+
+/// Per channel the largest sum over a whole `block`-square, and the pixels in a square.
+fn brightest_block_sums(frame: &Frame, block: u32) -> ([u64; 3], u64) {
     let (w, h) = (frame.width() as usize, frame.height() as usize);
     let b = (block.max(1) as usize).min(w).min(h).max(1);
     let data = frame.data();
@@ -130,18 +154,7 @@ pub fn white_balance_into(frame: &Frame, block: u32, mut buf: Vec<u8>) -> Frame 
             }
         }
     }
-    let n = (b * b) as u64;
-    buf.clear();
-    buf.extend(data.chunks_exact(3).flat_map(|px| {
-        std::array::from_fn::<u8, 3, _>(|c| {
-            if brightest[c] == 0 {
-                return 0;
-            }
-            let v = (u64::from(px[c]) * 255 * n + brightest[c] / 2) / brightest[c];
-            v.min(255) as u8
-        })
-    }));
-    Frame::new(frame.width(), frame.height(), buf).expect("same size as the frame")
+    (brightest, (b * b) as u64)
 }
 
 /// The integer nucleus score of one pixel: Wright–Giemsa stains nuclei violet (blue above green), while

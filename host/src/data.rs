@@ -512,12 +512,14 @@ pub fn batch_to(x: &Tensor, device: Device) -> Tensor {
 
 /// Calibration inputs for int8 quantization: `n` TRAIN images from the training side of the smear-grouped
 /// split (never a validation smear, so that validation stays clean for choosing between calibrators), drawn
-/// round-robin over the classes in a seeded order, preprocessed and normalised exactly as the device does.
+/// round-robin over the classes in a seeded order, preprocessed and normalised exactly as the device does
+/// (in the card's stain reference `stain` when it has one).
 pub fn calibration_inputs(
     root: &Path,
     n: usize,
     seed: u64,
     val_fraction: f64,
+    stain: Option<&leukoscope::stain::StainNorm>,
 ) -> Result<Vec<Vec<f32>>, DataError> {
     let all = list(root, "TRAIN")?;
     let smears = source_smears(root)?;
@@ -548,7 +550,10 @@ pub fn calibration_inputs(
         .chunks_exact((side * side * 3) as usize)
         .map(|px| {
             let frame = Frame::new(side, side, px.to_vec()).expect("input-sized frame");
-            preprocess::normalize(&frame)
+            match stain {
+                Some(s) => preprocess::normalize(&s.apply(&frame)),
+                None => preprocess::normalize(&frame),
+            }
         })
         .collect())
 }

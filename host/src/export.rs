@@ -139,6 +139,7 @@ pub fn write_float_model(
         // Trained on the Kaggle images, whose red cells measure the reference diameter.
         rbc_diameter_px: Some(preprocess::REFERENCE_RBC_PX),
         feature_stats: None,
+        stain_norm: None,
         adaptation: None,
     };
     write_model(onnx_path, &bytes, card)
@@ -166,6 +167,7 @@ pub fn write_ensemble(members: &[PathBuf], onnx_path: &Path) -> Result<ModelCard
                 ("input", first.input == card.input),
                 ("preprocessing", first.preprocessing == card.preprocessing),
                 ("output", first.output == card.output),
+                ("stain_norm", first.stain_norm == card.stain_norm),
                 (
                     "rbc_diameter_px",
                     // No entry means the reference diameter (what the device assumes, as here).
@@ -344,8 +346,13 @@ pub fn quantize_file(
     }
     let proto = read_model_proto(float)?;
     let t = std::time::Instant::now();
-    let images =
-        crate::data::calibration_inputs(&o.data_root, o.calib_images, o.seed, o.val_fraction)?;
+    let images = crate::data::calibration_inputs(
+        &o.data_root,
+        o.calib_images,
+        o.seed,
+        o.val_fraction,
+        verified.card.stain_norm.as_ref(),
+    )?;
     if images.len() != o.calib_images {
         return Err(ExportFileError::CalibrationImages {
             got: images.len(),

@@ -179,6 +179,7 @@ pub fn report_numbers(arch: Arch) -> Option<(f64, f64, f64)> {
         | Arch::Edge16
         | Arch::Edge16Gn
         | Arch::Edge16In
+        | Arch::Edge16Rh
         | Arch::Edge16Wp
         | Arch::Edge16Grey
         | Arch::Edge16Lc

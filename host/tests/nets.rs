@@ -35,6 +35,7 @@ fn keras_headless_trainable(arch: Arch) -> i64 {
         | Arch::Edge16
         | Arch::Edge16Gn
         | Arch::Edge16In
+        | Arch::Edge16Rh
         | Arch::Edge16Wp
         | Arch::Edge16Grey
         | Arch::Edge16Lc
@@ -55,6 +56,7 @@ fn features(arch: Arch) -> i64 {
         | Arch::Edge16
         | Arch::Edge16Gn
         | Arch::Edge16In
+        | Arch::Edge16Rh
         | Arch::Edge16Wp
         | Arch::Edge16Grey
         | Arch::Edge16Lc

@@ -16,6 +16,7 @@ pub mod export;
 pub mod feature_stats;
 pub mod pack;
 pub mod reproduce;
+pub mod stain_norm;
 pub mod train;
 
 /// `--data`: where the Kaggle layout is.

@@ -107,6 +107,14 @@ pub enum ColourNorm {
         /// Added to the variance.
         eps: f64,
     },
+    /// Each image's channels in Reinhard's decorrelated `lαβ` space (LMS cone responses, their log10, a
+    /// fixed rotation; the firmware's [`leukoscope::stain`] Reinhard), each standardised to zero mean and
+    /// unit variance over the image: Reinhard et al.'s colour transfer, in the graph. A brighter or dimmer
+    /// lamp only shifts `l`, which the standardisation removes.
+    Reinhard {
+        /// Added to the variance.
+        eps: f64,
+    },
     /// The white point divided out as [`ColourNorm::WhitePoint`] does, then two channels whatever the
     /// stain's hue: luminance ([`LUMA`]) and chroma (the largest channel minus the smallest, HSV's
     /// chroma), each standardised to zero mean and unit variance over the image. Lamp and camera cancel,
@@ -119,6 +127,12 @@ pub enum ColourNorm {
         eps: f64,
     },
 }
+
+pub use leukoscope::stain::{lms_to_lab, RGB_TO_LMS};
+
+/// The smallest LMS response [`ColourNorm::Reinhard`] takes the log of (that of a black pixel, `1 / 256`
+/// in every channel), so that an input pushed below black by augmentation stays finite.
+pub const MIN_LMS: f32 = 1.0 / 256.0;
 
 /// Rec. 601 luma weights of R, G and B ([`ColourNorm::Grey`]).
 pub const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
@@ -134,6 +148,7 @@ impl ColourNorm {
             ColourNorm::Instance { .. } => "instance",
             ColourNorm::WhitePoint { .. } => "white-point",
             ColourNorm::Grey { .. } => "grey",
+            ColourNorm::Reinhard { .. } => "reinhard",
             ColourNorm::LumaChroma { .. } => "luma-chroma",
         }
     }
@@ -164,6 +179,14 @@ impl ColourNorm {
                 let (mean, std) = input_stats(x);
                 (white_balanced(x, block) - mean) / std
             }
+            ColourNorm::Reinhard { eps } => {
+                let (mean, std) = input_stats(x);
+                // The firmware's `(v + 1) / 256` of a u8 value v: v01 · 255/256 + 1/256.
+                let u = (x * &std + &mean) * (255.0 / 256.0) + 1.0 / 256.0;
+                let lms = mix(&u, &RGB_TO_LMS).clamp_min(f64::from(MIN_LMS));
+                let log10 = lms.log() / std::f64::consts::LN_10;
+                standardise(&mix(&log10, &lms_to_lab()), eps)
+            }
             ColourNorm::LumaChroma { block, eps } => {
                 let r = white_balanced(x, block);
                 let chroma = r.amax(&[1i64][..], true) - r.amin(&[1i64][..], true);
@@ -171,6 +194,16 @@ impl ColourNorm {
             }
         }
     }
+}
+
+/// `m · x` per pixel of an NCHW batch of three channels (a 1×1 convolution without bias).
+fn mix(x: &Tensor, m: &[[f32; 3]; 3]) -> Tensor {
+    let flat: Vec<f32> = m.iter().flatten().copied().collect();
+    let w = Tensor::from_slice(&flat)
+        .view([3, 3, 1, 1])
+        .to_device(x.device())
+        .to_kind(x.kind());
+    x.conv2d(&w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
 }
 
 /// The [`LUMA`]-weighted sum of an NCHW batch's three channels, `[N, 1, H, W]`.

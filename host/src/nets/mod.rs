@@ -29,6 +29,10 @@ pub enum Arch {
     /// colour statistics matching, in the graph: [`graph::ColourNorm::Instance`]).
     #[value(name = "edge16-in")]
     Edge16In,
+    /// `edge16` after each image's `lαβ` channels are standardised (Reinhard's colour transfer, in the
+    /// graph: [`graph::ColourNorm::Reinhard`]).
+    #[value(name = "edge16-rh")]
+    Edge16Rh,
     /// `edge16` after each image is divided by its white point, the brightest 8-pixel square
     /// ([`graph::ColourNorm::WhitePoint`]).
     #[value(name = "edge16-wp")]
@@ -68,6 +72,7 @@ impl Arch {
             Arch::Edge16 => "edge16",
             Arch::Edge16Gn => "edge16-gn",
             Arch::Edge16In => "edge16-in",
+            Arch::Edge16Rh => "edge16-rh",
             Arch::Edge16Wp => "edge16-wp",
             Arch::Edge16Grey => "edge16-grey",
             Arch::Edge16Lc => "edge16-lc",
@@ -89,6 +94,7 @@ impl Arch {
             | Arch::Edge16
             | Arch::Edge16Gn
             | Arch::Edge16In
+            | Arch::Edge16Rh
             | Arch::Edge16Wp
             | Arch::Edge16Grey
             | Arch::Edge16Lc
@@ -106,6 +112,7 @@ impl Arch {
             | Arch::Edge16
             | Arch::Edge16Gn
             | Arch::Edge16In
+            | Arch::Edge16Rh
             | Arch::Edge16Wp
             | Arch::Edge16Grey
             | Arch::Edge16Lc
@@ -139,6 +146,13 @@ impl Arch {
                 16,
                 None,
                 Some(graph::ColourNorm::Instance { eps: 1e-5 }),
+            ),
+            Arch::Edge16Rh => edge::edge_with(
+                p,
+                classes,
+                16,
+                None,
+                Some(graph::ColourNorm::Reinhard { eps: 1e-5 }),
             ),
             Arch::Edge16Wp => edge::edge_with(
                 p,

@@ -50,7 +50,9 @@ use tract_onnx::pb::{
     GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
 };
 
-use crate::nets::graph::{ColourNorm, ConvSpec, Graph, Id, Node, Op, LUMA, MIN_WHITE};
+use crate::nets::graph::{
+    lms_to_lab, ColourNorm, ConvSpec, Graph, Id, Node, Op, LUMA, MIN_LMS, MIN_WHITE, RGB_TO_LMS,
+};
 use leukoscope::preprocess;
 use proto::{
     attr_float, attr_int, attr_ints, attr_string, float_tensor, float_value_info, int64_tensor, Dim,
@@ -912,6 +914,46 @@ impl<'g> Writer<'g> {
                     vec![attr_ints("kernel_shape", &[1, 1])],
                 ));
                 self.standardise(at, luma, 3, eps, &out)?;
+            }
+            ColourNorm::Reinhard { eps } => {
+                if channels != 3 {
+                    return Err(at.malformed(format!("lαβ needs RGB, input is {shape}")));
+                }
+                // LMS of u = (x·std + mean)·255/256 + 1/256: the normalisation folded into a 1×1 conv.
+                let k = 255.0 / 256.0;
+                let mut weight = Vec::with_capacity(9);
+                let mut bias = Vec::with_capacity(3);
+                for row in &RGB_TO_LMS {
+                    weight.extend((0..3).map(|c| row[c] * preprocess::STD[c] * k));
+                    bias.push(
+                        (0..3)
+                            .map(|c| row[c] * (preprocess::MEAN[c] * k + 1.0 / 256.0))
+                            .sum::<f32>(),
+                    );
+                }
+                let weight = self.float_init(at, at.param("lms"), &[3, 3, 1, 1], weight)?;
+                let bias = self.float_init(at, at.param("lms_bias"), &[3], bias)?;
+                let floor = self.float_init(at, at.param("min_lms"), &[], vec![MIN_LMS])?;
+                // log10 = ln / ln 10, folded into the rotation to lαβ.
+                let rot: Vec<f32> = lms_to_lab()
+                    .iter()
+                    .flatten()
+                    .map(|v| v / std::f32::consts::LN_10)
+                    .collect();
+                let rot = self.float_init(at, at.param("lab"), &[3, 3, 1, 1], rot)?;
+                let part = |s: &mut Self, p: &str| s.claim(at, format!("{name}/{p}"));
+                let lms = part(self, "lms")?;
+                let floored = part(self, "lms_floored")?;
+                let ln = part(self, "ln")?;
+                let lab = part(self, "lab")?;
+                let one_by_one = || vec![attr_ints("kernel_shape", &[1, 1])];
+                self.nodes.extend([
+                    node("Conv", "lms", vec![x, weight, bias], &lms, one_by_one()),
+                    node("Max", "floor", vec![lms, floor], &floored, vec![]),
+                    node("Log", "ln", vec![floored], &ln, vec![]),
+                    node("Conv", "lab", vec![ln, rot], &lab, one_by_one()),
+                ]);
+                self.standardise(at, lab, 3, eps, &out)?;
             }
             ColourNorm::WhitePoint { block } => {
                 let (ratio, mean, std) = self.white_balanced(at, x, shape, block)?;

@@ -485,3 +485,65 @@ fn eval_writes_its_outputs_and_can_run_twice() {
     assert_eq!(card.metrics["TEST"]["model"], "edge.onnx");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `stain-norm` writes a copy of the model whose card brings inputs to the training images' colours: the same
+/// ONNX bytes, the reference measured, stale feature statistics left out; the device applies it; a model that
+/// already has one is refused.
+#[test]
+fn stain_norm_writes_a_model_the_device_applies() {
+    let dir = std::env::temp_dir().join(format!("leuko-e2e-stain-{}", std::process::id()));
+    let root = tiny_root(&dir);
+    let bin = env!("CARGO_BIN_EXE_leukoscope-train");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/edge16-int8-weights.onnx");
+    let stain_norm = |model: &Path, out: &Path| {
+        std::process::Command::new(bin)
+            .args(["stain-norm", "--method", "reinhard", "--split", "TRAIN"])
+            .args(["--val-fraction", "0.34", "--seed", "3", "--model"])
+            .arg(model)
+            .arg("--data")
+            .arg(&root)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("runs leukoscope-train stain-norm")
+    };
+    let out = dir.join("m/edge16-reinhard.onnx");
+    let run = stain_norm(&shipped, &out);
+    assert!(
+        run.status.success(),
+        "stain-norm failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&shipped).unwrap()
+    );
+    let base = export::read_card(&leukoscope::model::card_path(&shipped)).unwrap();
+    let card = export::read_card(&leukoscope::model::card_path(&out)).unwrap();
+    assert_eq!(card.name, "edge16-reinhard");
+    assert_eq!(card.sha256, base.sha256);
+    assert!(base.feature_stats.is_some() && card.feature_stats.is_none());
+    let Some(leukoscope::stain::StainNorm::Reinhard { mean, std }) = &card.stain_norm else {
+        panic!("no Reinhard reference: {:?}", card.stain_norm)
+    };
+    assert!(mean.iter().chain(std).all(|v| v.is_finite()) && std.iter().all(|&s| s > 0.0));
+    // The device applies it: the same JPEG typed with other probabilities than by the base model.
+    let jpeg = std::fs::read_dir(samples().join("NEUTROPHIL"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let frame = Frame::open(&jpeg).unwrap();
+    let plain = Classifier::load(&ModelSource::File(shipped.clone())).unwrap();
+    let stained = Classifier::load(&ModelSource::File(out.clone())).unwrap();
+    assert_ne!(
+        plain.classify_frame(&frame).unwrap().probs,
+        stained.classify_frame(&frame).unwrap().probs
+    );
+    let again = stain_norm(&out, &dir.join("m/twice.onnx"));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already brings inputs"));
+    assert!(!dir.join("m/twice.onnx").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

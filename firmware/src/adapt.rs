@@ -387,11 +387,7 @@ impl SiteCells {
 /// The model input of one cell image, normalised (`3 × INPUT × INPUT`), by the same path `classify` takes
 /// (in the card's stain reference `stain` when it has one: [`crate::classify::Classifier::input_chw`]).
 fn cell_chw(stain: Option<&crate::stain::StainNorm>, frame: &Frame) -> Vec<f32> {
-    let input = preprocess::frame_input(frame).0;
-    match stain {
-        Some(s) => preprocess::normalize(&s.apply(&input)),
-        None => preprocess::normalize(&input),
-    }
+    crate::stain::input_chw(stain, &preprocess::frame_input(frame).0)
 }
 
 /// The last linear layer of a graph: `logits = emb · W + b`.

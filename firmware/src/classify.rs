@@ -189,10 +189,7 @@ impl Classifier {
     /// A `u8` model input as the net takes it: in the card's stain reference when it has one
     /// ([`crate::stain`]), then normalised ([`preprocess::normalize`]).
     pub fn input_chw(&self, input: &Frame) -> Vec<f32> {
-        match &self.card.stain_norm {
-            Some(s) => preprocess::normalize(&s.apply(input)),
-            None => preprocess::normalize(input),
-        }
+        crate::stain::input_chw(self.card.stain_norm.as_ref(), input)
     }
 
     /// Classifies a frame holding one white cell (the Kaggle images): scale, locate, crop, classify.

@@ -152,6 +152,15 @@ impl StainNorm {
     }
 }
 
+/// The model input as the net takes it: brought to `stain`'s reference when there is one, then normalised
+/// ([`preprocess::normalize`]). The one place the classifier, `adapt` and int8 calibration do this.
+pub fn input_chw(stain: Option<&StainNorm>, input: &Frame) -> Vec<f32> {
+    match stain {
+        Some(s) => preprocess::normalize(&s.apply(input)),
+        None => preprocess::normalize(input),
+    }
+}
+
 fn is_fill(px: &[u8]) -> bool {
     px.iter().all(|&v| v <= BLACK)
 }
@@ -444,6 +453,20 @@ mod tests {
     const NUCLEAR: [f32; 3] = [0.65, 0.70, 0.29];
     const PINK: [f32; 3] = [0.07, 0.99, 0.11];
 
+    /// The reference lab's smear.
+    fn home() -> Frame {
+        smear(unit(NUCLEAR), unit(PINK), [250.0, 245.0, 240.0])
+    }
+
+    /// Another lab: bluer nuclear stain, redder counterstain, a yellow lamp.
+    fn other_lab() -> Frame {
+        smear(
+            unit([0.80, 0.60, 0.10]),
+            unit([0.02, 0.90, 0.40]),
+            [255.0, 250.0, 170.0],
+        )
+    }
+
     #[test]
     fn jacobi_finds_the_eigenvectors_of_a_symmetric_matrix() {
         let a = [[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 1.0]];
@@ -459,7 +482,7 @@ mod tests {
 
     #[test]
     fn macenko_recovers_the_stain_vectors_it_was_made_with() {
-        let f = smear(unit(NUCLEAR), unit(PINK), [250.0, 245.0, 240.0]);
+        let f = home();
         let fit = macenko_fit(&f).expect("stained");
         for (got, want) in fit.stains.iter().zip([unit(NUCLEAR), unit(PINK)]) {
             let cos: f32 = (0..3).map(|c| got[c] * want[c]).sum();
@@ -470,14 +493,9 @@ mod tests {
 
     #[test]
     fn macenko_brings_another_labs_stain_and_lamp_to_the_reference() {
-        let reference_frame = smear(unit(NUCLEAR), unit(PINK), [250.0, 245.0, 240.0]);
+        let reference_frame = home();
         let reference = StainNorm::reference(Method::Macenko, [&reference_frame]).unwrap();
-        // Another lab: bluer nuclear stain, redder counterstain, a yellow lamp.
-        let other = smear(
-            unit([0.80, 0.60, 0.10]),
-            unit([0.02, 0.90, 0.40]),
-            [255.0, 250.0, 170.0],
-        );
+        let other = other_lab();
         let out = reference.apply(&other);
         let mean_abs = |a: &Frame, b: &Frame| {
             a.data()
@@ -497,13 +515,9 @@ mod tests {
 
     #[test]
     fn reinhard_matches_the_reference_statistics() {
-        let reference_frame = smear(unit(NUCLEAR), unit(PINK), [250.0, 245.0, 240.0]);
+        let reference_frame = home();
         let reference = StainNorm::reference(Method::Reinhard, [&reference_frame]).unwrap();
-        let other = smear(
-            unit([0.80, 0.60, 0.10]),
-            unit([0.02, 0.90, 0.40]),
-            [255.0, 250.0, 170.0],
-        );
+        let other = other_lab();
         let out = reference.apply(&other);
         let (m, s) = reinhard_stats(&out).unwrap();
         let StainNorm::Reinhard { mean, std } = &reference else {
@@ -527,7 +541,7 @@ mod tests {
 
     #[test]
     fn a_reference_applied_to_itself_changes_little_and_fill_and_blank_inputs_stay() {
-        let f = smear(unit(NUCLEAR), unit(PINK), [250.0, 245.0, 240.0]);
+        let f = home();
         for method in [Method::Reinhard, Method::Macenko] {
             let reference = StainNorm::reference(method, [&f]).unwrap();
             let out = reference.apply(&f);
@@ -550,7 +564,7 @@ mod tests {
 
     #[test]
     fn a_card_reference_survives_json() {
-        let f = smear(unit(NUCLEAR), unit(PINK), [250.0, 245.0, 240.0]);
+        let f = home();
         for method in [Method::Reinhard, Method::Macenko] {
             let reference = StainNorm::reference(method, [&f]).unwrap();
             let json = serde_json::to_string(&reference).unwrap();

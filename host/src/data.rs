@@ -550,10 +550,7 @@ pub fn calibration_inputs(
         .chunks_exact((side * side * 3) as usize)
         .map(|px| {
             let frame = Frame::new(side, side, px.to_vec()).expect("input-sized frame");
-            match stain {
-                Some(s) => preprocess::normalize(&s.apply(&frame)),
-                None => preprocess::normalize(&frame),
-            }
+            leukoscope::stain::input_chw(stain, &frame)
         })
         .collect())
 }

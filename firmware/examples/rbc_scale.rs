@@ -105,6 +105,13 @@ fn candidates() -> Vec<(&'static str, ScaleParams)> {
                 ..d
             },
         ),
+        (
+            "no nucleus check (the default before issue 13's twelfth round)",
+            ScaleParams {
+                min_nucleus_ratio: None,
+                ..d
+            },
+        ),
     ]
 }
 
@@ -360,8 +367,14 @@ fn main() -> anyhow::Result<()> {
                            "reference_rbc_px_constant": preprocess::REFERENCE_RBC_PX}),
     );
 
-    // (c) The second lab's crops, with the shipped default only.
+    // (c) The second lab's crops, with the shipped default only (and, to show what step 5 refuses, without
+    // its nucleus check).
+    let unchecked = ScaleParams {
+        min_nucleus_ratio: None,
+        ..ScaleParams::default()
+    };
     let mut site_cells: Vec<(String, PathBuf, Frame, Option<f64>)> = Vec::new();
+    let mut est_unchecked = Vec::new();
     for d in class_dirs(&site)? {
         let class = d.file_name().unwrap().to_string_lossy().into_owned();
         for p in images_under(&d)? {
@@ -369,33 +382,48 @@ fn main() -> anyhow::Result<()> {
             let e = scale::estimate_rbc_diameter(&f)
                 .ok()
                 .map(|s| s.diameter_px as f64);
+            est_unchecked.push(
+                scale::estimate_rbc_diameter_with(&f, &unchecked)
+                    .ok()
+                    .map(|s| s.diameter_px as f64),
+            );
             site_cells.push((class.clone(), p, f, e));
         }
     }
     let est: Vec<Option<f64>> = site_cells.iter().map(|c| c.3).collect();
     let s = summary(&est);
-    let site_median = s["median"].as_f64().unwrap();
+    let su = summary(&est_unchecked);
+    let px = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |x| format!("{x:.1}"));
+    // What a fixed diameter from this lab's own estimates would be: the unchecked estimator's median (the
+    // checked one has none when it refuses every crop).
+    let site_median = su["median"].as_f64().unwrap_or(f64::NAN);
     writeln!(
         md,
         "## (c) The second lab ({})\n\nShipped default estimator, nothing tuned here. {} crops (120×120): \
-         measured {}, unmeasurable {} ({:.0} %). Diameter median {:.1} px (IQR {:.1}–{:.1}); ratio to D_ref \
-         {:.2} (the crops would be scaled by {:.2} to reach the training scale).\n",
+         measured {}, unmeasurable {} ({:.0} %); diameter median {} px (IQR {}–{}). Without step 5's nucleus \
+         check: measured {}, median {} px (IQR {}–{}), ratio to D_ref {:.2} (the crops would be scaled by \
+         {:.2} to reach the training scale).\n",
         site.display(),
         s["images"],
         s["measured"],
         s["unmeasurable"],
         100.0 * s["unmeasurable"].as_f64().unwrap() / s["images"].as_f64().unwrap(),
-        site_median,
-        s["q25"].as_f64().unwrap(),
-        s["q75"].as_f64().unwrap(),
+        px(&s["median"]),
+        px(&s["q25"]),
+        px(&s["q75"]),
+        su["measured"],
+        px(&su["median"]),
+        px(&su["q25"]),
+        px(&su["q75"]),
         site_median / d_ref,
         d_ref / site_median
     )?;
-    eprintln!("site: {s}");
+    eprintln!("site: {s}; without the nucleus check: {su}");
     json.insert(
         "site".into(),
         serde_json::json!({"data": site.display().to_string(), "estimates": s,
-                           "ratio_to_d_ref": site_median / d_ref}),
+                           "estimates_without_nucleus_check": su,
+                           "ratio_to_d_ref_without_nucleus_check": site_median / d_ref}),
     );
 
     // (c') An independent ruler for the second lab, not from red cells: the white cell's size, from the
@@ -445,7 +473,7 @@ fn main() -> anyhow::Result<()> {
         let modes = [
             "none (today)",
             "auto (per crop; unmeasurable: none)",
-            "fixed (the median of (c))",
+            "fixed (the median of (c) without the nucleus check)",
             "fixed (from the white-cell ruler of (c))",
         ];
         let names: Vec<&str> = classes.iter().collect();
@@ -551,9 +579,10 @@ fn main() -> anyhow::Result<()> {
          one bias ({:+.1} %, inscribed diameter against a hand-drawn box) is taken out; {} of {} BCCD frames and {} of {} \
          Kaggle TRAIN images are unmeasurable.\n- The second lab's red cells are pale ring-shaped ghosts on a \
          saturated background: the colour mask finds the white cell, not them, so {} of {} crops are \
-         unmeasurable, and the {} measured give {:.1} px, far from the {implied:.1} px the white-cell ruler implies: \
-         what was measured there is not red cells. `auto` cannot help there, and the \
-         fixed value from them is wrong; the ruler-based fixed value shows what a correct scale alone buys.\n",
+         unmeasurable with the nucleus check ({} measured); without it {} are measured at {:.1} px, far from the \
+         {implied:.1} px the white-cell ruler implies: what was measured there is not red cells, which is what \
+         the check refuses. `auto` cannot help there, and the fixed value from them is wrong; the ruler-based \
+         fixed value shows what a correct scale alone buys.\n",
         100.0 * json["bccd"]["candidates"][0]["median_abs_rel_error_after_bias"].as_f64().unwrap(),
         100.0 * json["bccd"]["candidates"][0]["p90_abs_rel_error_after_bias"].as_f64().unwrap(),
         100.0 * json["bccd"]["candidates"][0]["median_rel_error"].as_f64().unwrap(),
@@ -564,6 +593,7 @@ fn main() -> anyhow::Result<()> {
         json["site"]["estimates"]["unmeasurable"],
         json["site"]["estimates"]["images"],
         json["site"]["estimates"]["measured"],
+        json["site"]["estimates_without_nucleus_check"]["measured"],
         site_median,
     )?;
     std::fs::write(

@@ -24,6 +24,10 @@
 //!    The diameter is `2 r − 1` (the boundary lies half a pixel inside the first plasma pixel), back in the
 //!    frame's own pixels. The red cells counted are the discs, one per cell (a disc whose centre lies in a
 //!    larger one is the same cell), of at least half that radius; too few is an error.
+//! 5. **Check**: a red cell is never much smaller than a white cell's nucleus. When the frame holds a
+//!    nucleus (its largest 4-connected piece of nucleus-coloured pixels, at least [`MIN_NUCLEUS_PIXELS`]),
+//!    a typical diameter under [`ScaleParams::min_nucleus_ratio`] of the nucleus's equivalent diameter is not
+//!    a red cell's (granules, the rim of a cytoplasm, specks) and is an error, not a scale.
 //!
 //! What it measures is the inscribed diameter of the colour mask: on BCCD it reads the hand-drawn red-cell
 //! boxes about 20 % small (oval and overlapping cells, soft edges; `models/results/rbc-scale.md`). The
@@ -41,6 +45,9 @@ pub const MIN_CONTRAST: f32 = 15.0;
 /// Smallest radius (in pixels near the training scale) a red cell can have; smaller discs are specks.
 pub const MIN_RADIUS: f32 = 4.0;
 
+/// Fewest pixels (near the training scale) the largest nucleus piece needs for step 5's check.
+pub const MIN_NUCLEUS_PIXELS: usize = 200;
+
 /// How the estimator decides; [`ScaleParams::default`] is the shipped choice (see
 /// `models/results/rbc-scale.md` for how it was picked on BCCD and Kaggle TRAIN).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,6 +64,13 @@ pub struct ScaleParams {
     /// Where the cell / plasma cut lies between the two Otsu classes' mean greens (0: the cells' mean,
     /// 1: the plasma's); `None`: Otsu's own threshold.
     pub cut: Option<f32>,
+    /// Smallest typical red-cell diameter, as a share of the equivalent diameter of the frame's largest
+    /// nucleus, that is taken for red cells (step 5); `None`: not checked. A red cell is 7–8 µm; the largest
+    /// nucleus of a normal white cell (a monocyte's) about 10–12 µm across its area; with the estimator's
+    /// inscribed diameter reading about 20 % small, a red cell measures at least about half a nucleus. The
+    /// default, a third, leaves that margin again; it was set from these sizes, before any frame was
+    /// measured with it.
+    pub min_nucleus_ratio: Option<f32>,
 }
 
 /// Which median of the kept discs is the typical red-cell diameter.
@@ -77,6 +91,7 @@ impl Default for ScaleParams {
             min_cells: 2,
             summary: Summary::Area,
             cut: None,
+            min_nucleus_ratio: Some(1.0 / 3.0),
         }
     }
 }
@@ -122,6 +137,23 @@ pub enum ScaleError {
         found: usize,
         /// [`ScaleParams::min_cells`].
         needed: usize,
+    },
+    /// What measures as red cells is too small beside the frame's nucleus to be red cells.
+    #[error(
+        "no red cell can be measured: what measures {diameter:.1} px in the {width}x{height} image is less \
+         than {ratio:.2} of its largest nucleus ({nucleus:.1} px across), so not red cells"
+    )]
+    Implausible {
+        /// Frame width.
+        width: u32,
+        /// Frame height.
+        height: u32,
+        /// The typical diameter found, in the frame's pixels.
+        diameter: f32,
+        /// The largest nucleus's equivalent diameter, in the frame's pixels.
+        nucleus: f32,
+        /// [`ScaleParams::min_nucleus_ratio`].
+        ratio: f32,
     },
 }
 
@@ -282,6 +314,29 @@ pub fn estimate_rbc_diameter_with(
 
     // 4. The diameter, in the frame's own pixels.
     let diameter = |r: f32| (2.0 * r - 1.0) * factor as f32;
+
+    // 5. Not smaller than a red cell can be beside the largest nucleus.
+    if let Some(ratio) = params.min_nucleus_ratio {
+        let nuclear: Vec<bool> = work
+            .data()
+            .chunks_exact(3)
+            .map(|p| p[2] as i32 - p[1] as i32 >= NUCLEUS_BG && !p.iter().all(|&v| v <= BLACK))
+            .collect();
+        let largest = largest_component(&nuclear, w, h);
+        if largest >= MIN_NUCLEUS_PIXELS {
+            let nucleus = 2.0 * (largest as f32 / std::f32::consts::PI).sqrt() * factor as f32;
+            let d = diameter(r_median);
+            if d < ratio * nucleus {
+                return Err(ScaleError::Implausible {
+                    width: frame.width(),
+                    height: frame.height(),
+                    diameter: d,
+                    nucleus,
+                    ratio,
+                });
+            }
+        }
+    }
     let mut diameters: Vec<f32> = kept.iter().map(|k| diameter(k.0)).collect();
     diameters.sort_by(f32::total_cmp);
     Ok(RbcScale {
@@ -384,6 +439,45 @@ fn otsu(hist: &[u64; 256]) -> Option<(u8, f32, f32)> {
         }
     }
     best.map(|(_, t, m0, m1)| (t, m0, m1))
+}
+
+/// Pixels in the largest 4-connected piece of `set` (0 when it is empty).
+fn largest_component(set: &[bool], w: usize, h: usize) -> usize {
+    let mut seen = vec![false; w * h];
+    let mut best = 0;
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if !set[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let mut n = 0;
+        while let Some(i) = stack.pop() {
+            n += 1;
+            let (x, y) = (i % w, i / w);
+            let mut visit = |j: usize| {
+                if set[j] && !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            };
+            if x > 0 {
+                visit(i - 1);
+            }
+            if x + 1 < w {
+                visit(i + 1);
+            }
+            if y > 0 {
+                visit(i - w);
+            }
+            if y + 1 < h {
+                visit(i + w);
+            }
+        }
+        best = best.max(n);
+    }
+    best
 }
 
 /// Turns plasma pixels (`false`) not 4-connected to the frame edge into cell pixels.
@@ -573,6 +667,27 @@ mod tests {
         let s = estimate_rbc_diameter(&frame(320, 240, &discs)).unwrap();
         assert_eq!(s.cells, 5, "{s:?}");
         assert_within(s.diameter_px, 30.0, 0.1);
+    }
+
+    #[test]
+    fn specks_far_smaller_than_the_nucleus_are_not_red_cells() {
+        // The second lab's kind of crop: a white cell filling most of it, four 12-px pale specks at the
+        // corners (granules, a cytoplasm's rim) where red cells would be.
+        let mut discs = vec![(60.0, 60.0, 100.0, CYTOPLASM), (60.0, 60.0, 60.0, NUCLEUS)];
+        for (x, y) in [(9.0, 9.0), (111.0, 9.0), (9.0, 111.0), (111.0, 111.0)] {
+            discs.push((x, y, 12.0, RED));
+        }
+        let f = frame(120, 120, &discs);
+        let unchecked = ScaleParams {
+            min_nucleus_ratio: None,
+            ..ScaleParams::default()
+        };
+        let s = estimate_rbc_diameter_with(&f, &unchecked).unwrap();
+        assert!(s.diameter_px < 20.0, "{s:?}");
+        let e = estimate_rbc_diameter(&f).unwrap_err();
+        assert!(matches!(e, ScaleError::Implausible { .. }), "{e}");
+        assert!(e.to_string().contains("no red cell can be measured"), "{e}");
+        assert!(e.to_string().contains("nucleus"), "{e}");
     }
 
     #[test]

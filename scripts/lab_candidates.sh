@@ -14,6 +14,11 @@
 #   ($LEUKOSCOPE_EFFNET_LITE0, from scripts/setup.sh), on the image as it is or on its luminance, at half the
 #   learning rate (1e-3, fine-tuning) and for LITE0_EPOCHS epochs (default 10; a 2-core CPU trains one epoch
 #   in about 3 minutes at 128 px, 50 images/s on an AMD EPYC)
+#   edge16-ctx: edge16 with a share of its training crops' surroundings replaced by their plasma
+#   (`--context-drop 0.5`: another lab's tight crops show no red cells around the cell); with a shift too
+#   (edge16-ctx-lab-strong); edge16: the shipped recipe itself (a baseline for INIT_SEED)
+#   INIT_SEED=N: seed initialisation, shuffles and augmentation with N (`--init-seed`; the split stays seed 1's):
+#   outputs go to runs/<candidate>-s<N>, so a recipe's spread between runs can be measured
 #   EDGE_EPOCHS=N: the edge candidates for N epochs instead of 10 (the first round's "longer schedule for the
 #   strong shift"); their outputs then go to runs/<candidate>-<N>ep
 # About 7 minutes each on 2 idle CPU cores (edge16-gn: about 10; the EfficientNet-Lite0 candidates at 10
@@ -33,7 +38,7 @@ CANDIDATES=("$@")
 runs=()
 for n in "${CANDIDATES[@]}"; do
     case "$n" in
-        edge16-lab-*) arch=edge16 ;;
+        edge16 | edge16-lab-* | edge16-ctx*) arch=edge16 ;;
         edge16-gn*) arch=edge16-gn ;;
         edge16-in*) arch=edge16-in ;;
         edge16-rh*) arch=edge16-rh ;;
@@ -46,9 +51,14 @@ for n in "${CANDIDATES[@]}"; do
     esac
     lab=()
     case "$n" in *-lab-strong) lab=(--lab-shift strong) ;; *-lab-light) lab=(--lab-shift light) ;; esac
+    case "$n" in *-ctx | *-ctx-*) lab+=(--context-drop 0.5) ;; esac
     recipe=(--epochs "${EDGE_EPOCHS:-10}" --lr 2e-3)
     out="runs/$n"
     [ "${EDGE_EPOCHS:-10}" = 10 ] || out="runs/$n-${EDGE_EPOCHS}ep"
+    if [ -n "${INIT_SEED:-}" ]; then
+        lab+=(--init-seed "$INIT_SEED")
+        out="$out-s$INIT_SEED"
+    fi
     case "$arch" in
         efficientnet-lite0*)
             : "${LEUKOSCOPE_EFFNET_LITE0:?scripts/setup.sh converts the ImageNet weights}"

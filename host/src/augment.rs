@@ -215,6 +215,58 @@ pub fn lab_shift(x: &Tensor, shift: LabShift, rng: &mut Rng) -> Tensor {
     (&x + x.randn_like() * sigma).clamp(0.0, 1.0)
 }
 
+/// Smallest and largest radius of the disc [`context_drop`] keeps about the crop's centre (where the
+/// device puts the cell), as shares of the crop's side: from a little more than a large white cell's radius
+/// at the training scale to the inscribed circle.
+pub const CONTEXT_RADIUS: (f64, f64) = (0.35, 0.5);
+/// Width, in pixels, of the ramp from the kept disc to the plasma (no hard edge for the net to learn).
+pub const CONTEXT_RAMP: f64 = 3.0;
+/// Side of the squares whose brightest mean is an image's plasma (as [`leukoscope::preprocess::white_point`]).
+pub const PLASMA_BLOCK: i64 = 8;
+
+/// Another lab's crop in the training lab's colours: for a share `p` of a `u8 [N, H, W, 3]` batch, every pixel
+/// beyond a disc about the centre (its radius drawn uniformly in [`CONTEXT_RADIUS`] of the side) is replaced,
+/// over a [`CONTEXT_RAMP`]-pixel ramp, by the image's own plasma: per channel, the brightest
+/// [`PLASMA_BLOCK`]-square mean. The red cells and the neighbours around the cell go; the cell, its colours
+/// and its size stay. Returns the batch as `u8 [N, H, W, 3]`.
+pub fn context_drop(x: &Tensor, p: f64, rng: &mut Rng) -> Tensor {
+    let (n, h, w) = (x.size()[0], x.size()[1], x.size()[2]);
+    let dev = x.device();
+    let u = |rng: &mut Rng| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let side = h.min(w) as f64;
+    let (mut radius, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        on.push(f32::from(u8::from(u(rng) < p)));
+        let r = CONTEXT_RADIUS.0 + u(rng) * (CONTEXT_RADIUS.1 - CONTEXT_RADIUS.0);
+        radius.push((r * side) as f32);
+    }
+    let f = x.to_kind(Kind::Float);
+    let block = PLASMA_BLOCK.min(h).min(w).max(1);
+    let plasma = f
+        .permute([0, 3, 1, 2])
+        .avg_pool2d(
+            [block, block],
+            [block, block],
+            [0, 0],
+            false,
+            true,
+            None::<i64>,
+        )
+        .amax([2, 3], false)
+        .view([n, 1, 1, 3]);
+    let ys = (Tensor::arange(h, (Kind::Float, dev)) - (h - 1) as f64 / 2.0).view([1, h, 1, 1]);
+    let xs = (Tensor::arange(w, (Kind::Float, dev)) - (w - 1) as f64 / 2.0).view([1, 1, w, 1]);
+    let d = (&ys * &ys + &xs * &xs).sqrt();
+    let r = Tensor::from_slice(&radius)
+        .to_device(dev)
+        .view([n, 1, 1, 1]);
+    let on = Tensor::from_slice(&on).to_device(dev).view([n, 1, 1, 1]);
+    let alpha = ((d - r) / CONTEXT_RAMP).clamp(0.0, 1.0) * on;
+    let keep: Tensor = 1.0 - &alpha;
+    let y: Tensor = &f * keep + plasma * &alpha;
+    y.round().clamp(0.0, 255.0).to_kind(Kind::Uint8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +349,44 @@ mod tests {
             spread.push((m(&y) - m(&x01)).abs().mean(Kind::Float).double_value(&[]));
         }
         assert!(spread[1] > spread[0], "{spread:?}");
+    }
+
+    #[test]
+    fn context_drop_keeps_the_cell_and_replaces_the_surroundings_by_the_plasma() {
+        // A violet cell in the centre, red cells in the corners, one plasma-coloured square.
+        let (n, side) = (3i64, 64i64);
+        let mut px = vec![0u8; (n * side * side * 3) as usize];
+        for i in 0..n {
+            for y in 0..side {
+                for x in 0..side {
+                    let (dx, dy) = (x as f64 - 31.5, y as f64 - 31.5);
+                    let c: [u8; 3] = if dx * dx + dy * dy < 15.0 * 15.0 {
+                        [120, 60, 160]
+                    } else if x < 8 && y < 8 {
+                        [240, 230, 200]
+                    } else {
+                        [200, 120, 120]
+                    };
+                    let k = (((i * side + y) * side + x) * 3) as usize;
+                    px[k..k + 3].copy_from_slice(&c);
+                }
+            }
+        }
+        let x = Tensor::from_slice(&px).view([n, side, side, 3]);
+        let mut rng = Rng::new(7);
+        assert!(max_diff(&as01(&context_drop(&x, 0.0, &mut rng)), &as01(&x)) == 0.0);
+        let y = context_drop(&x, 1.0, &mut rng);
+        assert_eq!(y.size(), x.size());
+        assert_eq!(y.kind(), Kind::Uint8);
+        let at = |t: &Tensor, i: i64, yy: i64, xx: i64| -> Vec<i64> {
+            (0..3).map(|c| t.int64_value(&[i, yy, xx, c])).collect()
+        };
+        for i in 0..n {
+            // The cell (radius 15 < 0.35 · 64) is untouched; a corner beyond every disc is the plasma.
+            assert_eq!(at(&y, i, 32, 32), vec![120, 60, 160]);
+            assert_eq!(at(&y, i, 32, 20), vec![120, 60, 160]);
+            assert_eq!(at(&y, i, 63, 63), vec![240, 230, 200]);
+            assert_eq!(at(&y, i, 0, 63), vec![240, 230, 200]);
+        }
     }
 }

@@ -254,6 +254,7 @@ mod tests {
             max_seconds: None,
             lab_shift: None,
             pretrained: None,
+            context_drop: 0.0,
         };
         let epochs_log: Vec<EpochLog> = accs[..done]
             .iter()

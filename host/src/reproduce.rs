@@ -38,6 +38,7 @@ pub fn report_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
         max_seconds: None,
         lab_shift: None,
         pretrained: None,
+        context_drop: 0.0,
     }
 }
 

@@ -71,6 +71,11 @@ pub struct Recipe {
     /// Initial weights for every variable but the head (see [`crate::pretrained`]); `None`: from scratch.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
+    /// With `augment`: the share of images whose surroundings beyond a random disc about the cell are
+    /// replaced by their own plasma ([`crate::augment::context_drop`]), as another lab's tight crop shows a
+    /// cell with no red cells around it; 0 (the default) is off.
+    #[serde(default)]
+    pub context_drop: f64,
 }
 
 impl Recipe {
@@ -111,6 +116,12 @@ impl Recipe {
         }
         if !(self.mixup.is_finite() && self.mixup >= 0.0) {
             return bad(format!("--mixup {}: must be 0 (off) or more", self.mixup));
+        }
+        if !(0.0..=1.0).contains(&self.context_drop) {
+            return bad(format!(
+                "--context-drop {}: the share of images must be in [0, 1]",
+                self.context_drop
+            ));
         }
         if let Some(m) = self.bn_momentum {
             if !(m > 0.0 && m <= 1.0) {
@@ -498,6 +509,9 @@ pub fn train(
             let yb = ytr.index_select(0, &idx);
             if recipe.augment {
                 xb = shift(&dihedral(&xb), recipe.shift, &mut rng);
+                if recipe.context_drop > 0.0 {
+                    xb = crate::augment::context_drop(&xb, recipe.context_drop, &mut rng);
+                }
             }
             let xb = match recipe.lab_shift {
                 Some(lab) if recipe.augment => {

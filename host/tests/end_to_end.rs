@@ -61,6 +61,7 @@ fn train_export_and_classify_on_the_device_path() {
         max_seconds: None,
         lab_shift: None,
         pretrained: None,
+        context_drop: 0.0,
     };
     let out = dir.join("run");
     let source = data::TrainSource::Folder(root.clone());
@@ -204,6 +205,7 @@ fn a_pack_holds_the_same_split_and_nearly_the_same_inputs_and_trains() {
         max_seconds: None,
         lab_shift: None,
         pretrained: None,
+        context_drop: 0.0,
     };
     let log = train::train(
         Arch::Edge16,

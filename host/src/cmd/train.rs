@@ -86,6 +86,10 @@ pub struct Args {
     /// validation split: members of one ensemble (`leukoscope-train ensemble`) share a split.
     #[arg(long, value_name = "N")]
     init_seed: Option<u64>,
+    /// Replace the surroundings of this share of the training images, beyond a random disc about the cell,
+    /// by their own plasma (another lab's tight crops show no red cells around the cell); 0 is off.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    context_drop: f64,
 }
 
 impl Args {
@@ -114,6 +118,7 @@ impl Args {
             max_seconds: self.budget_minutes.map(|m| m * 60.0),
             lab_shift: self.lab_shift,
             pretrained: self.pretrained.clone(),
+            context_drop: self.context_drop,
         }
     }
 }

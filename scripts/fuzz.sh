@@ -22,6 +22,7 @@ mkdir -p "$corpus"/{image,model,card,journal,board}
 find samples -type f \( -name '*.jpg' -o -name '*.jpeg' -o -name '*.png' \) -exec cp -n {} "$corpus/image/" \;
 cp -n models/edge16-int8-weights.onnx "$corpus/model/"
 cp -n models/edge16-int8-weights.json "$corpus/card/"
+cp -n models/edge16-s3-reinhard-int8-weights.json "$corpus/card/"
 cp -n deploy/board.toml "$corpus/board/"
 if [ ! -s "$corpus/journal/sim.journal" ]; then
     rm -f "$corpus/journal/sim.journal"

@@ -1,5 +1,7 @@
 //! Runs one model N times on a fixed input: the workload whose aarch64 instruction count
 //! `scripts/model_table.sh` measures under qemu (count at N and at 0; the difference / N is one inference).
+//! Each inference starts from the `u8` model input, so the card's stain normalisation (when it has one) and
+//! the normalisation are counted with the net, as the device runs them for every cell.
 //!
 //! ```text
 //! cargo run --release -p leukoscope --example infer -- MODEL.onnx N
@@ -9,8 +11,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use leukoscope::preprocess::INPUT_SHAPE;
-use leukoscope::{Classifier, ModelSource};
+use leukoscope::preprocess::INPUT;
+use leukoscope::{Classifier, Frame, ModelSource};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,15 +27,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // A smooth deterministic pattern in the normalised range: no file reading inside the counted region.
-    let len: usize = INPUT_SHAPE.iter().product();
-    let side = INPUT_SHAPE[3];
-    let chw: Vec<f32> = (0..len)
-        .map(|i| (((i % side) as f32 * 0.05) + (i / (side * side)) as f32).sin() * 2.0)
+    // A smooth deterministic pattern of a stained cell's colours: no file reading inside the counted region.
+    let side = INPUT;
+    let data: Vec<u8> = (0..side * side * 3)
+        .map(|i| {
+            let (p, c) = (i / 3, i % 3);
+            let v = ((p % side) as f32 * 0.05 + (p / side) as f32 * 0.03 + c as f32).sin();
+            (150.0 + 80.0 * v) as u8
+        })
         .collect();
+    let input = Frame::new(side, side, data).expect("a square input");
     let mut checksum = 0f32;
     for _ in 0..n {
-        match classifier.logits(&chw) {
+        match classifier.logits(&classifier.input_chw(&input)) {
             Ok(l) => checksum += l.iter().sum::<f32>(),
             Err(e) => {
                 eprintln!("infer: {e}");

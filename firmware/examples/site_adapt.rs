@@ -47,6 +47,10 @@ struct Args {
     /// give them untyped.
     #[arg(long)]
     untyped: bool,
+    /// Keep only the crops of one background look (white or yellow plasma, told apart without types; see
+    /// [`LOOKS`]): a lab with two stainings measured as two sites, as each clinic has one.
+    #[arg(long, value_parser = ["white", "yellow"])]
+    background: Option<String>,
 }
 
 fn parse_method(s: &str) -> Result<Method, String> {
@@ -123,7 +127,9 @@ fn main() -> anyhow::Result<()> {
         methods,
         views,
         untyped,
+        background,
     } = clap::Parser::parse_from(&args);
+    let keep_look = background.map(|b| usize::from(b == "yellow"));
     if let Some(m) = methods.iter().find(|m| untyped && m.fits_head()) {
         anyhow::bail!("--untyped: {m} fits a new head and needs typed cells; measure norm");
     }
@@ -146,7 +152,9 @@ fn main() -> anyhow::Result<()> {
             Some(k) => {
                 for f in files {
                     let frame = Frame::open(&f)?;
-                    all[k].push((f, frame));
+                    if keep_look.is_none_or(|l| look(&frame) == l) {
+                        all[k].push((f, frame));
+                    }
                 }
             }
             None => left_out.push(format!("{name} ({} cells)", files.len())),

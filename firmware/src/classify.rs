@@ -343,6 +343,7 @@ mod tests {
         }
         let input = Frame::new(preprocess::INPUT, preprocess::INPUT, data).unwrap();
         let mut m = ModelSource::Embedded.load().unwrap();
+        m.card.stain_norm = None;
         let plain = Classifier::from_verified(m.clone()).unwrap();
         let reference = crate::stain::StainNorm::Reinhard {
             mean: [-0.24, -0.02, 0.003],

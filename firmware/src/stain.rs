@@ -184,10 +184,20 @@ pub fn lms_to_lab() -> [[f32; 3]; 3] {
 }
 
 /// `u8` RGB to Reinhard's `lαβ` (via LMS and log10; `(v + 1) / 256` keeps black finite).
-fn to_lab(px: &[u8]) -> [f32; 3] {
+fn to_lab(px: &[u8], lab: &[[f32; 3]; 3]) -> [f32; 3] {
     let rgb = [0, 1, 2].map(|c| (f32::from(px[c]) + 1.0) / 256.0);
     let log_lms = RGB_TO_LMS.map(|row| (0..3).map(|c| row[c] * rgb[c]).sum::<f32>().log10());
-    lms_to_lab().map(|row| (0..3).map(|c| row[c] * log_lms[c]).sum())
+    lab.map(|row| (0..3).map(|c| row[c] * log_lms[c]).sum())
+}
+
+/// Every pixel's `lαβ`, `None` for the fill; computed once for the statistics and the transfer.
+fn lab_pixels(input: &Frame) -> Vec<Option<[f32; 3]>> {
+    let lab = lms_to_lab();
+    input
+        .data()
+        .chunks_exact(3)
+        .map(|px| (!is_fill(px)).then(|| to_lab(px, &lab)))
+        .collect()
 }
 
 fn from_lab([l, a, b]: [f32; 3]) -> [u8; 3] {
@@ -203,9 +213,12 @@ fn from_lab([l, a, b]: [f32; 3]) -> [u8; 3] {
 
 /// The mean and standard deviation of each `lαβ` channel over the input's measured pixels.
 fn reinhard_stats(input: &Frame) -> Option<([f32; 3], [f32; 3])> {
+    lab_stats(&lab_pixels(input))
+}
+
+fn lab_stats(pixels: &[Option<[f32; 3]>]) -> Option<([f32; 3], [f32; 3])> {
     let (mut sum, mut sq, mut n) = ([0f64; 3], [0f64; 3], 0usize);
-    for px in input.data().chunks_exact(3).filter(|p| !is_fill(p)) {
-        let lab = to_lab(px);
+    for lab in pixels.iter().flatten() {
         for c in 0..3 {
             sum[c] += f64::from(lab[c]);
             sq[c] += f64::from(lab[c]) * f64::from(lab[c]);
@@ -222,18 +235,17 @@ fn reinhard_stats(input: &Frame) -> Option<([f32; 3], [f32; 3])> {
 }
 
 fn reinhard_apply(input: &Frame, mean: &[f32; 3], std: &[f32; 3]) -> Option<Frame> {
-    let (m, s) = reinhard_stats(input)?;
+    let pixels = lab_pixels(input);
+    let (m, s) = lab_stats(&pixels)?;
     let data = input
         .data()
         .chunks_exact(3)
-        .flat_map(|px| {
-            if is_fill(px) {
-                return [px[0], px[1], px[2]];
-            }
-            let lab = to_lab(px);
-            from_lab(std::array::from_fn(|c| {
+        .zip(&pixels)
+        .flat_map(|(px, lab)| match lab {
+            None => [px[0], px[1], px[2]],
+            Some(lab) => from_lab(std::array::from_fn(|c| {
                 (lab[c] - m[c]) * std[c] / s[c].max(1e-6) + mean[c]
-            }))
+            })),
         })
         .collect();
     Frame::new(input.width(), input.height(), data).ok()

@@ -93,7 +93,7 @@ fn an_adapted_model_is_written_with_its_card_and_classifies() {
     assert_eq!(a["views"], "one");
     assert!(a["renormalised"].as_u64().unwrap() > 0, "{a}");
     assert!(a.get("colour").is_none(), "{a}");
-    assert_eq!(a["base"]["name"], "edge16-int8-weights");
+    assert_eq!(a["base"]["name"], "edge16-s3-reinhard-int8-weights");
     assert_eq!(a["cells"]["NEUTROPHIL"], 3);
     assert!(a["date"].as_str().unwrap().starts_with("20"), "{a}");
     assert_classifies_the_samples(&out);

@@ -25,7 +25,7 @@
 //!    frame's own pixels. The red cells counted are the discs, one per cell (a disc whose centre lies in a
 //!    larger one is the same cell), of at least half that radius; too few is an error.
 //! 5. **Check**: a red cell is never much smaller than a white cell's nucleus. When the frame holds a
-//!    nucleus (its largest 4-connected piece of nucleus-coloured pixels, at least [`MIN_NUCLEUS_PIXELS`]),
+//!    nucleus (its largest 8-connected piece of nucleus-coloured pixels, at least [`MIN_NUCLEUS_PIXELS`]),
 //!    a typical diameter under [`ScaleParams::min_nucleus_ratio`] of the nucleus's equivalent diameter is not
 //!    a red cell's (granules, the rim of a cytoplasm, specks) and is an error, not a scale.
 //!
@@ -34,6 +34,7 @@
 //! training-scale reference is measured the same way, so the ratio that rescales a frame is unaffected.
 
 use crate::frame::Frame;
+use crate::segment::components::Labeller;
 
 /// Pixels with `B − G` at least this are stained nuclei or platelets, never red cells (a red cell's `B − G`
 /// stays below about 40 in BCCD, a nucleus is about 100).
@@ -317,12 +318,16 @@ pub fn estimate_rbc_diameter_with(
 
     // 5. Not smaller than a red cell can be beside the largest nucleus.
     if let Some(ratio) = params.min_nucleus_ratio {
-        let nuclear: Vec<bool> = work
+        let nuclear: Vec<u8> = work
             .data()
             .chunks_exact(3)
-            .map(|p| p[2] as i32 - p[1] as i32 >= NUCLEUS_BG && !p.iter().all(|&v| v <= BLACK))
+            .map(|p| {
+                u8::from(p[2] as i32 - p[1] as i32 >= NUCLEUS_BG && !p.iter().all(|&v| v <= BLACK))
+            })
             .collect();
-        let largest = largest_component(&nuclear, w, h);
+        let mut pieces = Vec::new();
+        Labeller::default().label(&nuclear, w as u32, h as u32, &mut pieces);
+        let largest = pieces.iter().map(|c| c.area as usize).max().unwrap_or(0);
         if largest >= MIN_NUCLEUS_PIXELS {
             let nucleus = 2.0 * (largest as f32 / std::f32::consts::PI).sqrt() * factor as f32;
             let d = diameter(r_median);
@@ -439,45 +444,6 @@ fn otsu(hist: &[u64; 256]) -> Option<(u8, f32, f32)> {
         }
     }
     best.map(|(_, t, m0, m1)| (t, m0, m1))
-}
-
-/// Pixels in the largest 4-connected piece of `set` (0 when it is empty).
-fn largest_component(set: &[bool], w: usize, h: usize) -> usize {
-    let mut seen = vec![false; w * h];
-    let mut best = 0;
-    let mut stack = Vec::new();
-    for start in 0..w * h {
-        if !set[start] || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        let mut n = 0;
-        while let Some(i) = stack.pop() {
-            n += 1;
-            let (x, y) = (i % w, i / w);
-            let mut visit = |j: usize| {
-                if set[j] && !seen[j] {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            };
-            if x > 0 {
-                visit(i - 1);
-            }
-            if x + 1 < w {
-                visit(i + 1);
-            }
-            if y > 0 {
-                visit(i - w);
-            }
-            if y + 1 < h {
-                visit(i + w);
-            }
-        }
-        best = best.max(n);
-    }
-    best
 }
 
 /// Turns plasma pixels (`false`) not 4-connected to the frame edge into cell pixels.

@@ -18,7 +18,7 @@
 //! two stain-agnostic steps (the white balance on the plasma and the darker-nucleus rule) were chosen between
 //! named settings on a second lab's crops (`examples/site_segment.rs`) and change no BCCD result.
 
-mod components;
+pub(crate) mod components;
 pub mod draw;
 pub mod graphcut;
 pub(crate) mod integral;

@@ -10,7 +10,8 @@
 # Writes RUN/default/: the float and int8-weights models with the Reinhard reference measured on TRAIN, their
 # thresholds (VAL) and metrics (VAL, TEST, TEST_SIMPLE) in the cards, the training statistics `adapt`'s
 # norm-head needs, the float/int8 comparison, the second lab (zero-shot and calibrated) and BCCD end to end.
-# Copy RUN/default/edge16-s3-reinhard-int8-weights.{onnx,json} to models/ to ship it. About 15 minutes.
+# Copy RUN/default/edge16-s3-reinhard-int8-weights.{onnx,json} to models/ to ship it. About 6 minutes on 2
+# AMD EPYC cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup.sh)"

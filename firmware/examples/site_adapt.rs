@@ -164,15 +164,16 @@ fn main() -> anyhow::Result<()> {
     let (zs, zs_per) = score(&base_classifier, &all);
     eprintln!("zero-shot {:.1} %", 100.0 * zs);
     // Zero-shot on each background look.
-    let by_look: Vec<(usize, f64, Vec<f64>)> = (0..LOOKS.len())
+    // (cells, overall, per class, cells per class) for each look.
+    let by_look: Vec<(usize, f64, Vec<f64>, Vec<usize>)> = (0..LOOKS.len())
         .map(|l| {
             let part: Vec<Vec<(PathBuf, Frame)>> = all
                 .iter()
                 .map(|v| v.iter().filter(|(_, f)| look(f) == l).cloned().collect())
                 .collect();
-            let n = part.iter().map(Vec::len).sum::<usize>();
+            let counts: Vec<usize> = part.iter().map(Vec::len).collect();
             let (o, per) = score(&base_classifier, &part);
-            (n, o, per)
+            (counts.iter().sum(), o, per, counts)
         })
         .collect();
 
@@ -221,18 +222,14 @@ fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" | ")
     )?;
-    for (l, (n, o, per)) in by_look.iter().enumerate() {
-        let counts: Vec<usize> = all
-            .iter()
-            .map(|v| v.iter().filter(|(_, f)| look(f) == l).count())
-            .collect();
+    for (l, (n, o, per, counts)) in by_look.iter().enumerate() {
         writeln!(
             md,
             "| zero-shot, {} ({n} cells) | 0 | – | {} | {} |",
             LOOKS[l],
             pct(*o),
             per.iter()
-                .zip(&counts)
+                .zip(counts)
                 .map(|(v, c)| if *c == 0 {
                     "–".into()
                 } else {
@@ -388,7 +385,7 @@ fn main() -> anyhow::Result<()> {
         "cells": names.iter().zip(&all).map(|(c, v)| (c.to_string(), v.len().into())).collect::<serde_json::Map<_, _>>(),
         "left_out": left_out,
         "zero_shot": {"overall": zs, "per_class": names.iter().zip(&zs_per).map(|(c, v)| (c.to_string(), (*v).into())).collect::<serde_json::Map<_, _>>()},
-        "zero_shot_by_background": LOOKS.iter().zip(&by_look).map(|(l, (n, o, per))| {
+        "zero_shot_by_background": LOOKS.iter().zip(&by_look).map(|(l, (n, o, per, _))| {
             serde_json::json!({"background": l, "cells": n, "overall": o,
                 "per_class": names.iter().zip(per).map(|(c, v)| (c.to_string(), (*v).into())).collect::<serde_json::Map<_, _>>()})
         }).collect::<Vec<_>>(),

@@ -17,6 +17,11 @@
 //!   training images (the card's [`FeatureStats`], measured by [`FeatureMeter`]), one layer at a time, then
 //!   the head as above. The convolutions carry their batch norms folded in, so this is the batch norms'
 //!   statistics re-estimated on the lab.
+//! - [`Method::LayersHead`]: the head as in [`Method::Head`], fitted on more than the last embedding: every
+//!   convolution's output, its positive part averaged over the image per channel, beside the embedding. The
+//!   last embedding is what the training lab's four classes needed; the earlier layers' textures and colours
+//!   are what another lab still shares with it. The base head's weights carry over to the embedding, the
+//!   pooled features start at zero and are pulled toward it.
 //! - [`Method::Norm`]: the same re-estimated statistics with the base model's own head kept, so the cells
 //!   need no types: a lab that has typed none calibrates from a folder of its cells ([`SiteCells::read_untyped`];
 //!   typed cells weigh each class the same, untyped ones each cell the same).
@@ -72,6 +77,8 @@ pub enum Method {
     /// Every convolution output re-standardised from the lab's statistics to the training images' (the
     /// card's [`FeatureStats`]), then [`Method::Head`].
     NormHead,
+    /// A new head, as [`Method::Head`], on every convolution's pooled output beside the embedding.
+    LayersHead,
     /// Every convolution output re-standardised as in [`Method::NormHead`], the base model's head kept: the
     /// cells need no types.
     Norm,
@@ -90,6 +97,7 @@ impl std::fmt::Display for Method {
             Method::Head => "head",
             Method::ColourHead => "colour-head",
             Method::NormHead => "norm-head",
+            Method::LayersHead => "layers-head",
             Method::Norm => "norm",
         })
     }
@@ -877,6 +885,71 @@ impl FeatureMeter {
     }
 }
 
+/// An integer attribute.
+fn int_attribute(name: &str, i: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.to_string(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    }
+}
+
+/// Adds to `graph` the features [`Method::LayersHead`] fits its head on: for every convolution output, in
+/// graph order, `Relu`, `GlobalAveragePool` and `Flatten` (one value per channel), then `Concat` with the
+/// head's embedding last. Returns `head` widened to read them (the base weights on the embedding, zero on
+/// the pooled values) and the number of convolutions pooled. `probe` (one model input) tells their widths.
+fn pool_layers(
+    path: &Path,
+    model: &pb::ModelProto,
+    graph: &mut pb::GraphProto,
+    head: &Head,
+    probe: &[f32],
+) -> Result<(Head, usize), AdaptError> {
+    let tensors = conv_outputs(graph);
+    if tensors.is_empty() {
+        return Err(graph_err(path, "no convolution to pool for layers-head"));
+    }
+    let mut read = graph.clone();
+    read.output = tensors.iter().map(|t| float_value(t)).collect();
+    let plan = runnable(path, model, read, "the graph read out at its convolutions")?;
+    let pooled: usize = run_outputs(&plan, path, probe)?
+        .iter()
+        .map(|(c, _)| c)
+        .sum();
+    let mut parts = Vec::with_capacity(tensors.len() + 1);
+    for t in &tensors {
+        let (relu, gap, flat) = (
+            format!("site/layers/{t}/relu"),
+            format!("site/layers/{t}/pool"),
+            format!("site/layers/{t}/flat"),
+        );
+        graph.node.push(node("Relu", &[t], &relu));
+        graph.node.push(node("GlobalAveragePool", &[&relu], &gap));
+        let mut f = node("Flatten", &[&gap], &flat);
+        f.attribute.push(int_attribute("axis", 1));
+        graph.node.push(f);
+        parts.push(flat);
+    }
+    parts.push(head.embedding.clone());
+    let features = "site/layers/features";
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let mut cat = node("Concat", &refs, features);
+    cat.attribute.push(int_attribute("axis", 1));
+    graph.node.push(cat);
+    let classes = head.bias.len();
+    let mut weight = vec![0f32; pooled * classes];
+    weight.extend_from_slice(&head.weight);
+    let widened = Head {
+        embedding: features.to_string(),
+        dim: pooled + head.dim,
+        weight,
+        bias: head.bias.clone(),
+        nodes: head.nodes.clone(),
+    };
+    Ok((widened, tensors.len()))
+}
+
 /// Brings every convolution output of `graph` from its statistics on the lab's `samples` back to
 /// `reference`'s (the training images'), per channel: `x' = (x − m_lab) · s_train / s_lab + m_train`, a `Mul`
 /// and an `Add` after the convolution. One layer at a time, in graph order, each measured with the layers
@@ -1138,7 +1211,7 @@ pub fn adapt(
     }
 
     let colour = match method {
-        Method::Head | Method::NormHead | Method::Norm => None,
+        Method::Head | Method::NormHead | Method::LayersHead | Method::Norm => None,
         Method::ColourHead => {
             let inputs: Vec<Vec<f32>> = samples.iter().map(|s| s.1.clone()).collect();
             let (mean, std) = channel_stats(&inputs);
@@ -1159,7 +1232,13 @@ pub fn adapt(
                 path, &model, &mut graph, reference, &samples, classes,
             )?)
         }
-        Method::Head | Method::ColourHead => None,
+        Method::Head | Method::ColourHead | Method::LayersHead => None,
+    };
+    let (head, layers) = if method == Method::LayersHead {
+        let (h, n) = pool_layers(path, &model, &mut graph, &head, &samples[0].1)?;
+        (h, Some(n))
+    } else {
+        (head, None)
     };
 
     // The new head (every method but `norm`, which keeps the base model's).
@@ -1185,6 +1264,7 @@ pub fn adapt(
         prior,
         colour,
         renormalised,
+        layers,
         date: date.to_string(),
     });
     let adapted = ModelBytes {
@@ -1454,6 +1534,7 @@ mod tests {
             prior: Some(1.0),
             colour: None,
             renormalised: None,
+            layers: None,
             date: "2026-12-06T00:00:00Z".into(),
         };
         let mut card = serde_json::to_value(&a).unwrap();
@@ -1531,6 +1612,84 @@ mod tests {
     #[test]
     fn norm_head_learns_the_site_cells_and_names_its_base() {
         assert_learns_the_site_cells("fit-norm", Method::NormHead, Views::One);
+    }
+
+    #[test]
+    fn layers_head_learns_the_site_cells_and_names_its_base() {
+        assert_learns_the_site_cells("fit-layers", Method::LayersHead, Views::One);
+    }
+
+    /// `layers-head`'s features, read out of the adapted graph, are every convolution's positive part
+    /// averaged per channel (computed here from the base graph's own convolution outputs), in graph order,
+    /// then the base embedding; and the new head reads all of them.
+    #[test]
+    fn layers_head_reads_every_convolution_pooled_beside_the_embedding() {
+        let base = ModelSource::Embedded.load().unwrap();
+        let cells = sample_cells(&base.card.classes);
+        let m = adapt(
+            &base,
+            &cells,
+            Method::LayersHead,
+            Views::One,
+            "2026-12-07T00:00:00Z",
+        )
+        .unwrap();
+        let proto = pb::ModelProto::decode(base.onnx.as_slice()).unwrap();
+        let g = proto.graph.clone().unwrap();
+        let head = find_head(&base.path, &g, base.card.classes.len()).unwrap();
+        let convs = conv_outputs(&g);
+        assert_eq!(
+            m.card.adaptation.as_ref().unwrap().layers,
+            Some(convs.len())
+        );
+        let mut read = g.clone();
+        read.output = convs
+            .iter()
+            .chain([&head.embedding])
+            .map(|t| float_value(t))
+            .collect();
+        let base_plan = runnable(&base.path, &proto, read, "base").unwrap();
+        let adapted = pb::ModelProto::decode(m.onnx.as_slice()).unwrap();
+        let mut ag = adapted.graph.clone().unwrap();
+        assert_eq!(
+            ag.node
+                .iter()
+                .filter(|n| n.op_type == "GlobalAveragePool")
+                .count(),
+            g.node
+                .iter()
+                .filter(|n| n.op_type == "GlobalAveragePool")
+                .count()
+                + convs.len()
+        );
+        ag.output = vec![float_value("site/layers/features")];
+        let features = runnable(&m.path, &adapted, ag, "adapted").unwrap();
+        let w = initializer(adapted.graph.as_ref().unwrap(), "site/head/weight").unwrap();
+        let (p, f) = &cells.cells[2][0];
+        let chw = cell_chw(base.card.stain_norm.as_ref(), f);
+        let expected: Vec<f32> = run_outputs(&base_plan, p, &chw)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (c, v))| {
+                if i == convs.len() {
+                    return v.clone();
+                }
+                let hw = v.len() / c;
+                v.chunks_exact(hw)
+                    .map(|ch| ch.iter().map(|x| x.max(0.0)).sum::<f32>() / hw as f32)
+                    .collect()
+            })
+            .collect();
+        let got = run_outputs(&features, p, &chw).unwrap().swap_remove(0).1;
+        assert_eq!(got.len(), expected.len());
+        assert_eq!(w.dims, [got.len() as i64, base.card.classes.len() as i64]);
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "feature {i}: {g} vs {e}"
+            );
+        }
     }
 
     /// The twelve bundled cells (three per class) of the training lab.

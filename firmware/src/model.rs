@@ -154,6 +154,10 @@ pub struct Adaptation {
     /// [`crate::adapt::Method::NormHead`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renormalised: Option<usize>,
+    /// How many convolution outputs were pooled beside the embedding for the new head, for
+    /// [`crate::adapt::Method::LayersHead`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<usize>,
     /// When (RFC 3339, UTC).
     pub date: String,
 }

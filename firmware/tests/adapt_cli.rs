@@ -101,6 +101,28 @@ fn an_adapted_model_is_written_with_its_card_and_classifies() {
 }
 
 #[test]
+fn a_layers_head_model_is_written_with_its_card_and_classifies() {
+    let dir = scratch("layers");
+    let out = dir.join("site-layers.onnx");
+    let run = adapt_with(&["--method", "layers-head"], &cells(&dir), &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("site-layers.json")).unwrap())
+            .unwrap();
+    let a = &card["adaptation"];
+    assert_eq!(a["method"], "layers-head");
+    assert!(a.get("renormalised").is_none(), "{a}");
+    assert!(a["layers"].as_u64().unwrap() > 0, "{a}");
+    assert!(a["prior"].as_f64().unwrap() > 0.0, "{a}");
+    assert_classifies_the_samples(&out);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn bad_cell_folders_are_one_error_each_and_write_nothing() {
     let dir = scratch("bad");
     let c = cells(&dir);

@@ -23,6 +23,9 @@ enum MethodArg {
     /// Every convolution output re-standardised from the lab's statistics to the training images' (AdaBN;
     /// the card must carry them), then a new head.
     NormHead,
+    /// A new head on every convolution's pooled output beside the embedding (the earlier layers' features
+    /// carry over to another lab better than the last one alone).
+    LayersHead,
     /// Every convolution output re-standardised as in norm-head, the base model's head kept: the cells need
     /// no types (`--untyped`).
     Norm,
@@ -92,6 +95,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(MethodArg::Head) => Method::Head,
         Some(MethodArg::ColourHead) => Method::ColourHead,
         Some(MethodArg::NormHead) => Method::NormHead,
+        Some(MethodArg::LayersHead) => Method::LayersHead,
         Some(MethodArg::Norm) => Method::Norm,
         None if args.untyped => Method::Norm,
         None => Method::NormHead,

@@ -78,7 +78,7 @@ fn assert_classifies_the_samples(model: &Path) {
 fn an_adapted_model_is_written_with_its_card_and_classifies() {
     let dir = scratch("ok");
     let out = dir.join("site.onnx");
-    let run = adapt(&cells(&dir), &out);
+    let run = adapt_with(&["--method", "norm-head"], &cells(&dir), &out);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     // 3 cells per class is allowed, with a warning that so few can make the model worse.
@@ -101,10 +101,11 @@ fn an_adapted_model_is_written_with_its_card_and_classifies() {
 }
 
 #[test]
-fn a_layers_head_model_is_written_with_its_card_and_classifies() {
+fn by_default_a_layers_head_model_is_written_with_its_card_and_classifies() {
     let dir = scratch("layers");
     let out = dir.join("site-layers.onnx");
-    let run = adapt_with(&["--method", "layers-head"], &cells(&dir), &out);
+    // layers-head is the default method for typed cells.
+    let run = adapt(&cells(&dir), &out);
     assert!(
         run.status.success(),
         "{}",

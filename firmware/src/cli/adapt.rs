@@ -54,7 +54,7 @@ pub struct Args {
     /// Where to write the adapted model (`.onnx`; its card goes beside it as `.json`).
     #[arg(long)]
     out: PathBuf,
-    /// How to adapt (see models/README.md for what each measured on a second lab) [default: norm-head, or
+    /// How to adapt (see models/README.md for what each measured on a second lab) [default: layers-head, or
     /// norm with `--untyped`].
     #[arg(long, value_enum)]
     method: Option<MethodArg>,
@@ -98,7 +98,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(MethodArg::LayersHead) => Method::LayersHead,
         Some(MethodArg::Norm) => Method::Norm,
         None if args.untyped => Method::Norm,
-        None => Method::NormHead,
+        None => Method::LayersHead,
     };
     let views = match args.views {
         ViewsArg::One => Views::One,

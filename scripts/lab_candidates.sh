@@ -17,6 +17,8 @@
 #   edge16-ctx: edge16 with a share of its training crops' surroundings replaced by their plasma
 #   (`--context-drop 0.5`: another lab's tight crops show no red cells around the cell); with a shift too
 #   (edge16-ctx-lab-strong); edge16: the shipped recipe itself (a baseline for INIT_SEED)
+#   edge16-clip: edge16 with half its training crops over-exposed, clipped and brought back
+#   (`--highlight-clip 0.5`: another lab's camera may saturate, as the second lab's does in over half its pixels)
 #   INIT_SEED=N: seed initialisation, shuffles and augmentation with N (`--init-seed`; the split stays seed 1's):
 #   outputs go to runs/<candidate>-s<N>, so a recipe's spread between runs can be measured
 #   EDGE_EPOCHS=N: the edge candidates for N epochs instead of 10 (the first round's "longer schedule for the
@@ -38,7 +40,7 @@ CANDIDATES=("$@")
 runs=()
 for n in "${CANDIDATES[@]}"; do
     case "$n" in
-        edge16 | edge16-lab-* | edge16-ctx*) arch=edge16 ;;
+        edge16 | edge16-lab-* | edge16-ctx* | edge16-clip*) arch=edge16 ;;
         edge16-gn*) arch=edge16-gn ;;
         edge16-in*) arch=edge16-in ;;
         edge16-rh*) arch=edge16-rh ;;
@@ -52,6 +54,7 @@ for n in "${CANDIDATES[@]}"; do
     lab=()
     case "$n" in *-lab-strong) lab=(--lab-shift strong) ;; *-lab-light) lab=(--lab-shift light) ;; esac
     case "$n" in *-ctx | *-ctx-*) lab+=(--context-drop 0.5) ;; esac
+    case "$n" in *-clip | *-clip-*) lab+=(--highlight-clip 0.5) ;; esac
     recipe=(--epochs "${EDGE_EPOCHS:-10}" --lr 2e-3)
     out="runs/$n"
     [ "${EDGE_EPOCHS:-10}" = 10 ] || out="runs/$n-${EDGE_EPOCHS}ep"

@@ -267,6 +267,34 @@ pub fn context_drop(x: &Tensor, p: f64, rng: &mut Rng) -> Tensor {
     y.round().clamp(0.0, 255.0).to_kind(Kind::Uint8)
 }
 
+/// Range of the per-channel camera gain [`highlight_clip`] draws: from none to 1.6, which clips everything
+/// above 160 of 255 (the training lab's plasma, at about 224, clips from a gain of 1.14 on).
+pub const HIGHLIGHT_GAIN: (f64, f64) = (1.0, 1.6);
+
+/// Another camera's exposure: for a share `p` of a `u8 [N, H, W, 3]` batch, each channel is multiplied by its
+/// own gain, drawn uniformly in [`HIGHLIGHT_GAIN`], clipped at 255 (the sensor saturates) and divided by
+/// the gain again. The colours below the clip stay; the plasma and pale parts above it become flat, as in
+/// an over-exposed frame after the device's stain normalisation brings it back to the training lab's
+/// brightness. Returns the batch as `u8 [N, H, W, 3]`.
+pub fn highlight_clip(x: &Tensor, p: f64, rng: &mut Rng) -> Tensor {
+    let n = x.size()[0];
+    let u = |rng: &mut Rng| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut gain = Vec::with_capacity(3 * n as usize);
+    for _ in 0..n {
+        let on = u(rng) < p;
+        for _ in 0..3 {
+            let g = HIGHLIGHT_GAIN.0 + u(rng) * (HIGHLIGHT_GAIN.1 - HIGHLIGHT_GAIN.0);
+            gain.push(if on { g as f32 } else { 1.0 });
+        }
+    }
+    let g = Tensor::from_slice(&gain)
+        .to_device(x.device())
+        .view([n, 1, 1, 3]);
+    let f = x.to_kind(Kind::Float);
+    let y: Tensor = (&f * &g).clamp_max(255.0) / &g;
+    y.round().clamp(0.0, 255.0).to_kind(Kind::Uint8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +310,38 @@ mod tests {
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         (a - b).abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn highlight_clip_flattens_only_what_a_gain_saturates() {
+        let x = batch();
+        let mut rng = Rng::new(3);
+        // Share 0: untouched.
+        assert!(
+            max_diff(
+                &highlight_clip(&x, 0.0, &mut rng).to_kind(Kind::Float),
+                &x.to_kind(Kind::Float)
+            ) < 0.5
+        );
+        let y = highlight_clip(&x, 1.0, &mut rng).to_kind(Kind::Float);
+        let f = x.to_kind(Kind::Float);
+        // Never brighter; dark pixels (below 255 / 1.6) exactly kept, up to rounding.
+        assert!((&y - &f).max().double_value(&[]) <= 0.5);
+        let dark = f.le(255.0 / HIGHLIGHT_GAIN.1);
+        let kept = (&y - &f).abs().masked_select(&dark).max().double_value(&[]);
+        assert!(kept <= 0.5, "{kept}");
+        // Bright pixels of one image and channel all become the same value: 255 / its gain.
+        let (c0, c1) = (f.select(0, 0).select(2, 0), y.select(0, 0).select(2, 0));
+        let top = c1.masked_select(&c0.ge(250.0));
+        assert!(top.numel() > 0);
+        assert!((top.max() - top.min()).double_value(&[]) <= 1.0);
+        let g = 255.0 / top.mean(Kind::Float).double_value(&[]);
+        assert!(
+            (HIGHLIGHT_GAIN.0 - 0.01..=HIGHLIGHT_GAIN.1 + 0.01).contains(&g),
+            "gain {g}"
+        );
+        // Some pixels were clipped somewhere in the batch.
+        assert!((&f - &y).max().double_value(&[]) > 10.0);
     }
 
     #[test]

@@ -255,6 +255,7 @@ mod tests {
             lab_shift: None,
             pretrained: None,
             context_drop: 0.0,
+            highlight_clip: 0.0,
         };
         let epochs_log: Vec<EpochLog> = accs[..done]
             .iter()

@@ -39,6 +39,7 @@ pub fn report_recipe(arch: Arch, epochs: usize, seed: u64) -> Recipe {
         lab_shift: None,
         pretrained: None,
         context_drop: 0.0,
+        highlight_clip: 0.0,
     }
 }
 

@@ -76,6 +76,10 @@ pub struct Recipe {
     /// cell with no red cells around it; 0 (the default) is off.
     #[serde(default)]
     pub context_drop: f64,
+    /// With `augment`: the share of images given another camera's over-exposure, clipped and brought back
+    /// ([`crate::augment::highlight_clip`]); 0 (the default) is off.
+    #[serde(default)]
+    pub highlight_clip: f64,
 }
 
 impl Recipe {
@@ -121,6 +125,12 @@ impl Recipe {
             return bad(format!(
                 "--context-drop {}: the share of images must be in [0, 1]",
                 self.context_drop
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.highlight_clip) {
+            return bad(format!(
+                "--highlight-clip {}: the share of images must be in [0, 1]",
+                self.highlight_clip
             ));
         }
         if let Some(m) = self.bn_momentum {
@@ -511,6 +521,9 @@ pub fn train(
                 xb = shift(&dihedral(&xb), recipe.shift, &mut rng);
                 if recipe.context_drop > 0.0 {
                     xb = crate::augment::context_drop(&xb, recipe.context_drop, &mut rng);
+                }
+                if recipe.highlight_clip > 0.0 {
+                    xb = crate::augment::highlight_clip(&xb, recipe.highlight_clip, &mut rng);
                 }
             }
             let xb = match recipe.lab_shift {

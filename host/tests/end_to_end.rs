@@ -62,6 +62,7 @@ fn train_export_and_classify_on_the_device_path() {
         lab_shift: None,
         pretrained: None,
         context_drop: 0.0,
+        highlight_clip: 0.0,
     };
     let out = dir.join("run");
     let source = data::TrainSource::Folder(root.clone());
@@ -206,6 +207,7 @@ fn a_pack_holds_the_same_split_and_nearly_the_same_inputs_and_trains() {
         lab_shift: None,
         pretrained: None,
         context_drop: 0.0,
+        highlight_clip: 0.0,
     };
     let log = train::train(
         Arch::Edge16,

@@ -90,6 +90,10 @@ pub struct Args {
     /// by their own plasma (another lab's tight crops show no red cells around the cell); 0 is off.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     context_drop: f64,
+    /// Give this share of the training images another camera's over-exposure: each channel multiplied by
+    /// a gain up to 1.6, clipped at 255 and divided back (another lab's camera may saturate); 0 is off.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    highlight_clip: f64,
 }
 
 impl Args {
@@ -119,6 +123,7 @@ impl Args {
             lab_shift: self.lab_shift,
             pretrained: self.pretrained.clone(),
             context_drop: self.context_drop,
+            highlight_clip: self.highlight_clip,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! How much of each image a camera clipped: the share of pixels at 254 or 255 in each channel, and the
-//! plasma ([`leukoscope::preprocess::white_point`]), median over the images of each folder given.
+//! plasma ([`leukoscope::preprocess::white_point`]), median over the images of each folder given; and how
+//! many images the device calls over-exposed ([`leukoscope::exposure::Clipping::over_exposed`]).
 //!
 //! ```text
 //! cargo run --release -p leukoscope --example saturation -- [--every N] DIR...
@@ -30,20 +31,22 @@ fn main() -> anyhow::Result<()> {
     for dir in &args {
         let files = leukoscope::inputs::list_images(std::path::Path::new(dir))?;
         let (mut clipped, mut plasma) = (vec![Vec::new(); 3], vec![Vec::new(); 3]);
+        let mut over = 0usize;
         for p in files.iter().step_by(every) {
             let f = leukoscope::Frame::open(p)?;
-            let n = (f.data().len() / 3).max(1) as f64;
             let wp = leukoscope::preprocess::white_point(&f, 8);
+            let clipping = leukoscope::exposure::Clipping::of(&f);
+            over += usize::from(clipping.is_over());
             for c in 0..3 {
-                let at = f.data().chunks_exact(3).filter(|px| px[c] >= 254).count();
-                clipped[c].push(at as f64 / n);
-                plasma[c].push(wp[c] as f64);
+                clipped[c].push(f64::from(clipping.share[c]));
+                plasma[c].push(wp[c]);
             }
         }
         let [r, g, b] = [0, 1, 2].map(|c| median(clipped[c].clone()));
         let [pr, pg, pb] = [0, 1, 2].map(|c| median(plasma[c].clone()));
         println!(
-            "{dir}: {} images; pixels at 254-255: R {:.0} % G {:.0} % B {:.0} %; plasma {pr:.0} {pg:.0} {pb:.0}",
+            "{dir}: {} images; pixels at 254-255: R {:.0} % G {:.0} % B {:.0} %; plasma {pr:.0} {pg:.0} {pb:.0}; \
+             over-exposed {over}",
             files.len().div_ceil(every),
             100.0 * r,
             100.0 * g,

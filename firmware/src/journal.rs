@@ -36,6 +36,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::{Cell, Prediction, Review, Verdict};
+use crate::exposure::Clipping;
 use crate::frame::Frame;
 use crate::pipeline::Analysis;
 use crate::rect::Rect;
@@ -155,6 +156,10 @@ pub enum Record {
         focus: i32,
         /// Number of `cell` records of this frame.
         cells: u32,
+        /// Share of the frame's pixels at the camera's white level per channel, when it was
+        /// over-exposed ([`crate::exposure`]); absent otherwise and in journals written before it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clipped: Option<Clipping>,
     },
     /// The session stopped waiting for a person (camera gone, stalled motor, Ctrl-C).
     Paused {
@@ -251,6 +256,8 @@ pub struct FieldCells {
     pub focus: i32,
     /// The cells, with their crops and predictions.
     pub cells: Vec<Cell>,
+    /// How much the camera clipped, when the frame was over-exposed.
+    pub clipping: Option<Clipping>,
 }
 
 impl FieldCells {
@@ -639,7 +646,7 @@ impl Journal {
     }
 
     /// Commits a frame: its cells, fsync, its `frame_done`, fsync. When this returns the cells are durable
-    /// and may be shown.
+    /// and may be shown. `clipping`: how much the camera clipped the frame, when it was over-exposed.
     pub fn commit_frame(
         &mut self,
         frame: u64,
@@ -647,6 +654,7 @@ impl Journal {
         stage: Option<(i32, i32)>,
         focus: i32,
         cells: &[Cell],
+        clipping: Option<Clipping>,
     ) -> Result<(), JournalError> {
         for (index, c) in cells.iter().enumerate() {
             self.append(&Record::cell(frame, field, index as u32, c)?)?;
@@ -658,6 +666,7 @@ impl Journal {
             stage,
             focus,
             cells: cells.len() as u32,
+            clipped: clipping.map(|c| c.rounded()),
         })?;
         self.sync()?;
         self.state.done_fields.insert(field);
@@ -667,6 +676,7 @@ impl Journal {
             stage,
             focus,
             cells: cells.to_vec(),
+            clipping: clipping.map(|c| c.rounded()),
         });
         self.state.next_frame = self.state.next_frame.max(frame + 1);
         Ok(())
@@ -858,6 +868,7 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
                 stage,
                 focus,
                 cells,
+                clipped,
             } => {
                 let got = pending.remove(&frame).unwrap_or_default();
                 if got.len() as u32 != cells {
@@ -879,6 +890,7 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
                     stage,
                     focus,
                     cells: got,
+                    clipping: clipped,
                 });
             }
             Record::Finished { .. } => st.finished = true,
@@ -966,7 +978,7 @@ mod tests {
         let p = tmp("review.journal");
         let mut j = Journal::create(&p, header(0)).unwrap();
         let id = j.next_frame();
-        j.commit_frame(id, 0, None, 0, &[cell(0), cell(1), cell(2)])
+        j.commit_frame(id, 0, None, 0, &[cell(0), cell(1), cell(2)], None)
             .unwrap();
         j.finish().unwrap();
         drop(j);
@@ -1042,11 +1054,37 @@ mod tests {
     }
 
     #[test]
+    fn a_clipped_frame_is_journalled_and_replayed_and_older_lines_read_without_it() {
+        let p = tmp("clipped.journal");
+        let mut j = Journal::create(&p, header(0)).unwrap();
+        let clipped = Clipping {
+            share: [0.5, 0.25, 0.0],
+        };
+        j.commit_frame(0, 0, None, 0, &[cell(0)], Some(clipped))
+            .unwrap();
+        j.commit_frame(1, 1, None, 0, &[cell(0)], None).unwrap();
+        drop(j);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text.matches("\"clipped\":[0.5,0.25,0.0]").count(),
+            1,
+            "{text}"
+        );
+        let st = read(&p).unwrap();
+        assert_eq!(st.frames[0].clipping, Some(clipped));
+        assert_eq!(st.frames[1].clipping, None);
+        // A journal written before exposure was recorded has no `clipped` key: it reads as not clipped.
+        let done = r#"{"type":"frame_done","frame":3,"field":2,"stage":null,"focus":0,"cells":0}"#;
+        let r: Record = serde_json::from_str(done).unwrap();
+        assert!(matches!(r, Record::FrameDone { clipped: None, .. }));
+    }
+
+    #[test]
     fn a_review_after_sign_off_in_the_file_is_corruption() {
         let p = tmp("forged-review.journal");
         let mut j = Journal::create(&p, header(0)).unwrap();
         let id = j.next_frame();
-        j.commit_frame(id, 0, None, 0, &[cell(0)]).unwrap();
+        j.commit_frame(id, 0, None, 0, &[cell(0)], None).unwrap();
         j.append(&Record::Signed {
             by: "alice".into(),
             unix: 1,
@@ -1106,7 +1144,7 @@ mod tests {
         let p = tmp("commit.jsonl");
         let mut j = Journal::create(&p, header(10)).unwrap();
         let f = j.next_frame();
-        j.commit_frame(f, 0, Some((0, 0)), 5, &[cell(0), cell(1)])
+        j.commit_frame(f, 0, Some((0, 0)), 5, &[cell(0), cell(1)], None)
             .unwrap();
         let written = j.state().clone();
         drop(j);
@@ -1159,7 +1197,7 @@ mod tests {
     fn cells_without_frame_done_are_orphans_and_ids_move_on() {
         let p = tmp("orphan.jsonl");
         let mut j = Journal::create(&p, header(10)).unwrap();
-        j.commit_frame(0, 0, None, 0, &[cell(0)]).unwrap();
+        j.commit_frame(0, 0, None, 0, &[cell(0)], None).unwrap();
         j.append(&Record::cell(1, 1, 0, &cell(3)).unwrap()).unwrap();
         j.sync().unwrap();
         drop(j);
@@ -1174,7 +1212,7 @@ mod tests {
     fn torn_last_line_is_ignored_then_cut_on_resume() {
         let p = tmp("torn.jsonl");
         let mut j = Journal::create(&p, header(10)).unwrap();
-        j.commit_frame(0, 0, None, 0, &[cell(0)]).unwrap();
+        j.commit_frame(0, 0, None, 0, &[cell(0)], None).unwrap();
         drop(j);
         let good_len = std::fs::metadata(&p).unwrap().len();
         let line = encode_line(&Record::FrameDone {
@@ -1183,6 +1221,7 @@ mod tests {
             stage: None,
             focus: 0,
             cells: 0,
+            clipped: None,
         });
         // Half a line, then a full-length line with a flipped byte (power cut with garbage).
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
@@ -1209,8 +1248,8 @@ mod tests {
     fn damage_in_the_middle_is_corruption_with_a_line_number() {
         let p = tmp("corrupt.jsonl");
         let mut j = Journal::create(&p, header(10)).unwrap();
-        j.commit_frame(0, 0, None, 0, &[cell(0)]).unwrap();
-        j.commit_frame(1, 1, None, 0, &[cell(0)]).unwrap();
+        j.commit_frame(0, 0, None, 0, &[cell(0)], None).unwrap();
+        j.commit_frame(1, 1, None, 0, &[cell(0)], None).unwrap();
         drop(j);
         let mut text = std::fs::read_to_string(&p).unwrap();
         let at = text.find("\"frame\":0").unwrap();

@@ -17,6 +17,7 @@ pub mod classes;
 pub mod classify;
 pub mod contain;
 pub mod count;
+pub mod exposure;
 pub mod frame;
 pub mod hw;
 pub mod inputs;

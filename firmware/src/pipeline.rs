@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::cell::Cell;
 use crate::classes::Classes;
 use crate::classify::{Classifier, InferenceError};
+use crate::exposure::Clipping;
 use crate::frame::Frame;
 use crate::model::ModelId;
 use crate::preprocess;
@@ -46,6 +47,9 @@ pub struct FrameResult {
     pub rbc_px: Option<f32>,
     /// Why the frame's red cells could not be measured (`auto`): it was scaled by its size instead.
     pub scale_error: Option<ScaleError>,
+    /// How much of the frame the camera clipped, when it is over-exposed ([`crate::exposure::LIMIT`]):
+    /// its pale cells lost detail and their types are less sure.
+    pub clipping: Option<Clipping>,
 }
 
 /// Pipeline settings.
@@ -149,6 +153,7 @@ impl Pipeline {
             height: frame.height(),
             rbc_px,
             scale_error,
+            clipping: Clipping::over_exposed(frame),
         })
     }
 }

@@ -11,6 +11,9 @@
 //!   exponential back-off; when the attempts run out the session *pauses* — writes a `paused` record, turns
 //!   the light off, shows [`Status::Attention`] and returns [`Outcome::Paused`] with a message saying what
 //!   to do. The journal keeps every committed cell; `--resume` continues.
+//! - **A camera that clips** ([`crate::exposure`]): while a field's frame is over-exposed the lamp is
+//!   lowered by a quarter and the field captured again ([`Event::Exposure`]), down to [`MIN_LIGHT`]; a
+//!   frame still clipped there is counted, and the journal and the report say so.
 //!
 //! The analysis is behind the small [`Analyzer`] trait, implemented for the real
 //! [`crate::pipeline::Pipeline`] (and, for tests, by `leukoscope::testing::BlobAnalyzer`, a model-free
@@ -24,6 +27,7 @@ use crate::board::{Button, Focus, Illumination, Microscope, Stage, Status, Statu
 use crate::capture::Camera;
 use crate::cell::Cell;
 use crate::count::StopRule;
+use crate::exposure::Clipping;
 use crate::frame::Frame;
 use crate::hw::{Error, ErrorKind};
 use crate::journal::{Journal, JournalError};
@@ -156,6 +160,15 @@ pub enum Event<'a> {
     },
     /// The user must do something (move the slide and press the button).
     Prompt(&'a str),
+    /// The camera clipped a field's frame, so the lamp was lowered and the field captured again.
+    Exposure {
+        /// The lamp's level when the frame clipped, per mille.
+        from: u16,
+        /// The level now.
+        to: u16,
+        /// How much the frame at `from` clipped.
+        clipping: Clipping,
+    },
     /// A field's frame was captured and is about to be analysed (for a live view).
     Captured {
         /// Field index.
@@ -178,6 +191,9 @@ pub enum Event<'a> {
         cells: u32,
         /// Cells counted so far.
         counted: u32,
+        /// How much the camera clipped the frame, when it was over-exposed even at [`MIN_LIGHT`] (the
+        /// journal records it and the report warns).
+        clipping: Option<Clipping>,
     },
 }
 
@@ -244,6 +260,10 @@ impl From<AutofocusError> for HwFault {
         }
     }
 }
+
+/// The lowest lamp level, per mille, the session goes down to when the camera clips a field
+/// ([`crate::exposure`]): below it a dim lamp's noise costs more than clipping.
+pub const MIN_LIGHT: u16 = 100;
 
 /// Most fields one session visits (a whole smear at high power is a few thousand): a larger grid is a typo,
 /// refused at once rather than allocated.
@@ -379,6 +399,7 @@ where
         Box::new((first..u32::MAX).map(|i| (i, None)))
     };
     let mut visited = 0u32;
+    let mut light = cfg.light;
     for (field, stage_pos) in fields {
         if journal.state().done_fields.contains(&field) {
             continue;
@@ -427,10 +448,15 @@ where
             stage: stage_pos,
         });
         let refocus = visited == 0 || (cfg.refocus_every > 0 && visited % cfg.refocus_every == 0);
-        let frame = match acquire(scope, cfg, refocus, on_event) {
+        let acquired = match acquire(scope, cfg, refocus, on_event) {
+            Ok(f) => settle_exposure(scope, cfg, &mut light, f, on_event),
+            Err(f) => Err(f),
+        };
+        let frame = match acquired {
             Ok(f) => f,
             Err(f) => return pause(scope, journal, &f, &format!("capturing field {field}")),
         };
+        let clipping = Clipping::over_exposed(&frame);
         visited += 1;
         on_event(&Event::Captured {
             field,
@@ -447,7 +473,8 @@ where
             cells.truncate(need as usize);
         }
         let id = journal.next_frame();
-        journal.commit_frame(id, field, stage_pos, scope.focus.position(), &cells)?;
+        let focus = scope.focus.position();
+        journal.commit_frame(id, field, stage_pos, focus, &cells, clipping)?;
         // Durable: now they may be shown.
         for cell in &cells {
             on_event(&Event::Cell { field, cell });
@@ -456,6 +483,7 @@ where
             field,
             cells: cells.len() as u32,
             counted: journal.state().counted(),
+            clipping,
         });
     }
     let counted = journal.state().counted();
@@ -490,6 +518,32 @@ fn prepare<C: Camera, L: Illumination, F: Focus, S: Stage, B, T>(
         stage.home().map_err(hw("stage homing"))?;
     }
     Ok(())
+}
+
+/// While the camera clips the field's frame, lowers the lamp by a quarter (down to [`MIN_LIGHT`]) and
+/// captures the field again; returns the last frame. The level found is kept for the next fields.
+fn settle_exposure<C: Camera, L: Illumination, F: Focus, S, B, T>(
+    scope: &mut Microscope<C, L, F, S, B, T>,
+    cfg: &SessionConfig,
+    light: &mut u16,
+    mut frame: Frame,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Frame, HwFault> {
+    while let Some(clipping) = Clipping::over_exposed(&frame) {
+        if *light <= MIN_LIGHT {
+            break;
+        }
+        let to = (u32::from(*light) * 3 / 4).max(u32::from(MIN_LIGHT)) as u16;
+        scope.light.set_level(to).map_err(hw("illumination"))?;
+        on_event(&Event::Exposure {
+            from: *light,
+            to,
+            clipping,
+        });
+        *light = to;
+        frame = acquire(scope, cfg, false, on_event)?;
+    }
+    Ok(frame)
 }
 
 /// Focus (if asked) and capture one frame, retrying a dropping camera.
@@ -575,6 +629,7 @@ fn halt<C, L: Illumination, F, S, B, T: StatusLed>(
 mod tests {
     use super::*;
     use crate::board::sim::{microscope, Faults, SimConfig};
+    use crate::board::FULL;
     use crate::cell::Prediction;
     use crate::journal::{read, Header};
     use crate::rect::Rect;
@@ -709,6 +764,46 @@ mod tests {
         let st = read(&p).unwrap();
         assert_eq!(st.counted(), 20);
         assert_eq!(st.done_fields.len(), 10);
+    }
+
+    /// The default lamp never clips the bundled slide; a lamp at full power does (the simulated camera is
+    /// linear in light, nominal at 700 ‰), and the session lowers it until no committed field is clipped.
+    #[test]
+    fn a_clipping_camera_gets_a_dimmer_lamp_and_no_field_is_counted_clipped() {
+        let exposures = |light: u16, name: &str| {
+            let (mut m, _h) = microscope(sim()).unwrap();
+            let p = tmp(name);
+            let mut j = journal(&p, 10);
+            let mut steps = Vec::new();
+            let mut flagged = 0;
+            let cfg = SessionConfig { light, ..cfg(10) };
+            let out = run(&mut m, &mut Fixed(3), &mut j, &cfg, &mut |e| match e {
+                Event::Exposure { from, to, clipping } => {
+                    assert!(clipping.is_over(), "{clipping:?}");
+                    steps.push((*from, *to));
+                }
+                Event::FrameCommitted {
+                    clipping: Some(_), ..
+                } => flagged += 1,
+                _ => {}
+            })
+            .unwrap();
+            assert_eq!(out, Outcome::Finished { counted: 10 });
+            let st = read(&p).unwrap();
+            assert!(st.frames.iter().all(|f| f.clipping.is_none()));
+            assert_eq!(flagged, 0);
+            steps
+        };
+        assert_eq!(exposures(700, "lamp-nominal.jsonl"), []);
+        let steps = exposures(FULL, "lamp-full.jsonl");
+        assert!(!steps.is_empty());
+        assert_eq!(steps[0], (FULL, FULL * 3 / 4));
+        // Each step a quarter lower, starting from where the last one ended.
+        for w in steps.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+        }
+        assert!(steps.iter().all(|&(from, to)| to == from * 3 / 4));
+        assert!(steps.last().unwrap().1 >= 700 * 3 / 4, "{steps:?}");
     }
 
     #[test]

@@ -326,3 +326,54 @@ fn rbc_px_auto_without_red_cells_warns_once_per_image() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(!stdout.contains("rbc_px"), "{stdout}");
 }
+
+/// A copy of `src` with every channel multiplied by 1.5 and clipped: what a camera set too bright makes.
+fn brighter(src: &Path, dst: &Path) {
+    let f = leukoscope::Frame::open(src).unwrap();
+    let data = f
+        .data()
+        .iter()
+        .map(|&v| (u32::from(v) * 3 / 2).min(255) as u8)
+        .collect();
+    let b = leukoscope::Frame::new(f.width(), f.height(), data).unwrap();
+    std::fs::write(dst, b.to_png().unwrap()).unwrap();
+}
+
+/// An over-exposed image is still typed, and both the JSON line and a warning naming it say how much the
+/// camera clipped; a correctly exposed one says nothing of exposure.
+#[test]
+fn an_over_exposed_image_is_typed_and_flagged() {
+    let dir = std::env::temp_dir().join(format!("leuko-classify-bright-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::fs::read_dir(samples().join("NEUTROPHIL"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let bright = dir.join("bright.png");
+    brighter(&src, &bright);
+    let out = bin()
+        .args(["classify", "--json"])
+        .arg(&src)
+        .arg(&bright)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].get("clipped").is_none(), "{}", lines[0]);
+    let clipped = lines[1]["clipped"].as_array().expect("clipped shares");
+    assert_eq!(clipped.len(), 3);
+    assert!(
+        clipped.iter().any(|s| s.as_f64().unwrap() > 0.05),
+        "{clipped:?}"
+    );
+    assert!(lines[1]["class"].is_string());
+    assert_eq!(stderr.matches("over-exposed").count(), 1, "{stderr}");
+    assert!(stderr.contains("bright.png"), "{stderr}");
+}

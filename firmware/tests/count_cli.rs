@@ -387,3 +387,52 @@ fn damaged_and_too_small_frames_are_named_in_every_report_format() {
         );
     }
 }
+
+/// A frame from a camera set too bright (every channel × 1.5, clipped) is counted, and the report says how
+/// many frames were over-exposed and which: in the JSON (`over_exposed`, the frame's `clipped`), on stderr
+/// and in the HTML page.
+#[test]
+fn an_over_exposed_frame_is_counted_and_the_report_says_so() {
+    let dir = scratch("bright");
+    let f = leukoscope::Frame::open(&smears().join("BloodImage_00001.jpg")).unwrap();
+    let data = f
+        .data()
+        .iter()
+        .map(|&v| (u32::from(v) * 3 / 2).min(255) as u8)
+        .collect();
+    let bright = dir.join("bright.png");
+    let b = leukoscope::Frame::new(f.width(), f.height(), data).unwrap();
+    std::fs::write(&bright, b.to_png().unwrap()).unwrap();
+    let html = dir.join("r.html");
+    let out = bin()
+        .args(["count", "--json", "--html"])
+        .arg(&html)
+        .arg(smears())
+        .arg(&bright)
+        .output()
+        .unwrap();
+    let v = ok(&out);
+    assert_eq!(v["over_exposed"], 1);
+    let frames = v["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 9);
+    let clipped: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f.get("clipped").is_some())
+        .collect();
+    assert_eq!(clipped.len(), 1);
+    assert!(clipped[0]["path"].as_str().unwrap().ends_with("bright.png"));
+    assert!(
+        !clipped[0]["cells"].as_array().unwrap().is_empty(),
+        "still counted"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bright.png") && stderr.contains("over-exposed"),
+        "{stderr}"
+    );
+    let page = std::fs::read_to_string(html).unwrap();
+    assert!(
+        page.contains("Warning: 1 of 9 frames over-exposed"),
+        "{page}"
+    );
+}

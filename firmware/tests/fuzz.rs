@@ -51,7 +51,8 @@ fn journal_seed() -> Vec<u8> {
         let f = Frame::open(&root().join("samples/smears").join(name)).unwrap();
         let r = pipeline.analyze(&f).unwrap();
         let id = j.next_frame();
-        j.commit_frame(id, field as u32, None, 0, &r.cells).unwrap();
+        j.commit_frame(id, field as u32, None, 0, &r.cells, r.clipping)
+            .unwrap();
     }
     j.finish().unwrap();
     drop(j);

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use leukoscope::exposure::Clipping;
 use leukoscope::preprocess::Scaling;
 use leukoscope::report::round4;
 use leukoscope::{Classes, Classifier, Frame, Prediction};
@@ -59,9 +60,22 @@ struct Line<'a> {
     /// The red-cell diameter the image was brought to the training scale by (`--rbc-px` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     rbc_px: Option<f32>,
+    /// The share of the image's pixels at the camera's white level, red, green, blue: only when it is
+    /// over-exposed ([`leukoscope::exposure`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clipped: Option<Clipping>,
 }
 
-fn line(path: &Path, p: &Prediction, classes: &Classes, json: bool, rbc_px: Option<f32>) -> String {
+/// What one image gave.
+struct Classified {
+    path: std::path::PathBuf,
+    prediction: Prediction,
+    rbc_px: Option<f32>,
+    clipping: Option<Clipping>,
+}
+
+fn line(c: &Classified, classes: &Classes, json: bool) -> String {
+    let (path, p) = (&c.path, &c.prediction);
     let name = classes.label(Some(p.predicted));
     if json {
         let probs = classes
@@ -75,7 +89,8 @@ fn line(path: &Path, p: &Prediction, classes: &Classes, json: bool, rbc_px: Opti
             predicted: name,
             confidence: round4(p.confidence),
             probs,
-            rbc_px: rbc_px.map(|d| (d * 10.0).round() / 10.0),
+            rbc_px: c.rbc_px.map(|d| (d * 10.0).round() / 10.0),
+            clipped: c.clipping.map(|c| c.rounded()),
         };
         serde_json::to_string(&line).expect("plain struct serialises")
     } else {
@@ -102,15 +117,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for item in args.inputs.expand().items {
         let result = item.map_err(anyhow::Error::from).and_then(|path| {
             let frame = Frame::open(&path)?;
+            let clipping = Clipping::over_exposed(&frame);
+            if let Some(c) = clipping {
+                eprintln!("warning: {}: {c}", path.display());
+            }
             let (scaling, rbc_px) = scaling(&classifier, args.rbc.rbc_px, &frame, &path);
-            let p = classifier
+            let prediction = classifier
                 .classify_frame_with(&frame, scaling)
                 .with_context(|| path.display().to_string())?;
-            Ok((path, p, rbc_px))
+            Ok(Classified {
+                path,
+                prediction,
+                rbc_px,
+                clipping,
+            })
         });
         match result {
-            Ok((path, p, rbc_px)) => {
-                if writeln!(out, "{}", line(&path, &p, classes, args.json, rbc_px)).is_err() {
+            Ok(c) => {
+                if writeln!(out, "{}", line(&c, classes, args.json)).is_err() {
                     return Ok(ExitCode::SUCCESS); // a closed pipe (`| head`)
                 }
             }

@@ -62,6 +62,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                                 path.display()
                             );
                         }
+                        if let Some(c) = &r.clipping {
+                            progress.clear();
+                            eprintln!("warning: {}: {c}", path.display());
+                        }
                         rep.add_frame(&path, r);
                     }
                     Err(e) => {

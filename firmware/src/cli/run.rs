@@ -255,6 +255,9 @@ where
                 delay.as_millis()
             ),
             Event::Prompt(msg) => eprintln!(">>> {msg}"),
+            Event::Exposure { from, to, clipping } => {
+                eprintln!("light {from} ‰: {clipping}; lowered to {to} ‰")
+            }
             Event::Captured { .. } => {}
             // A closed stdout (`| head`) does not stop the count: every cell is in the journal.
             Event::Cell { field, cell } if !json => {
@@ -266,10 +269,21 @@ where
                 );
             }
             Event::Cell { .. } => {}
-            Event::FrameCommitted { counted, .. } if stop.limited() => {
-                eprintln!("counted {counted}/{}", stop.target)
+            Event::FrameCommitted {
+                field,
+                counted,
+                clipping,
+                ..
+            } => {
+                if let Some(c) = clipping {
+                    eprintln!("warning: field {field}: {c}, even at the lowest lamp level");
+                }
+                if stop.limited() {
+                    eprintln!("counted {counted}/{}", stop.target)
+                } else {
+                    eprintln!("counted {counted} (no target)")
+                }
             }
-            Event::FrameCommitted { counted, .. } => eprintln!("counted {counted} (no target)"),
         },
     )?;
     args.outputs.emit(&Report::from_journal(journal.state()))?;

@@ -51,6 +51,9 @@ pub fn to_string(r: &Report) -> Result<String, CropError> {
     );
     s += "<p><small>Reference: MedlinePlus, <i>Blood differential test</i> \
           (https://medlineplus.gov/ency/article/003657.htm). A flag prompts a look; it is not a diagnosis.</small></p>\n";
+    if let Some(w) = r.exposure_warning() {
+        s += &format!("<p class=\"flag\">Warning: {}</p>\n", escape(&w));
+    }
     let failed: Vec<_> = r.frames.iter().filter_map(|f| f.error.as_ref()).collect();
     if !failed.is_empty() {
         s += "<h2>Frames that could not be analysed</h2><ul>\n";

@@ -33,10 +33,11 @@ fn cell_value(c: &Cell, classes: &Classes, counted: bool) -> Value {
 /// The report as a JSON value:
 /// `{"frames": [{"path", "cells": [{"bbox", "class", "confidence", "predicted", "probs", "counted",
 /// "review": {"verdict", "by", "date"} | null}],
-/// "overflow", "error"?}], "differential": {...}, "total": n, "typed": n, "percent": {...}, "flags": [...],
-/// "target": n | null, "target_reached": bool, "errors": n, "reference": {...}, "classes": [...],
+/// "overflow", "error"?, "clipped"?: [r, g, b]}], "differential": {...}, "total": n, "typed": n, "percent": {...}, "flags": [...],
+/// "target": n | null, "target_reached": bool, "errors": n, "over_exposed": n, "reference": {...}, "classes": [...],
 /// "unidentified_threshold", "analyzer", "model": {"name", "sha256"} | null, "software", "date",
-/// "inputs": [...]}`. `probs` follow `classes`; a `target` of `null` means no limit.
+/// "inputs": [...]}`. `probs` follow `classes`; a `target` of `null` means no limit. `clipped` (present
+/// only for an over-exposed frame) is the share of its pixels at the camera's white level per channel.
 pub fn to_value(r: &Report) -> Value {
     let classes = r.classes();
     let pct = r.differential.percentages();
@@ -65,6 +66,9 @@ pub fn to_value(r: &Report) -> Value {
             if let Some(e) = &f.error {
                 v["error"] = json!(e);
             }
+            if let Some(c) = &f.clipping {
+                v["clipped"] = json!(c.share.map(|s| (f64::from(s) * 100.0).round() / 100.0));
+            }
             v
         })
         .collect();
@@ -83,6 +87,7 @@ pub fn to_value(r: &Report) -> Value {
         "target": r.stop.limited().then_some(r.stop.target),
         "target_reached": r.done(),
         "errors": r.errors(),
+        "over_exposed": r.over_exposed(),
         "reference": {
             "source": "MedlinePlus, Blood differential test, https://medlineplus.gov/ency/article/003657.htm",
             "percent_of_identified_cells": reference,

@@ -19,6 +19,7 @@ use std::path::Path;
 use crate::cell::Cell;
 use crate::classes::Classes;
 use crate::count::{Differential, Flag, StopRule, UNIDENTIFIED};
+use crate::exposure::Clipping;
 use crate::journal::State;
 pub use crate::pipeline::Analysis;
 use crate::pipeline::FrameResult;
@@ -40,6 +41,8 @@ pub struct FrameCells {
     pub overflow: bool,
     /// Why the frame could not be analysed (then `cells` is empty).
     pub error: Option<String>,
+    /// How much the camera clipped, when the frame was over-exposed (not recorded in a journal).
+    pub clipping: Option<Clipping>,
 }
 
 impl FrameCells {
@@ -149,7 +152,7 @@ impl Report {
         let stop = StopRule { target: h.target };
         let mut r = Report::new(h.analysis.clone(), stop, provenance);
         for f in &state.frames {
-            r.push_frame(f.name(), f.cells.clone(), false);
+            r.push_frame(f.name(), f.cells.clone(), false, f.clipping);
         }
         r
     }
@@ -166,11 +169,22 @@ impl Report {
 
     /// Adds a frame's cells, counting each until the target is reached. Returns whether it is reached.
     pub fn add_frame(&mut self, path: &Path, result: FrameResult) -> bool {
-        self.push_frame(path.display().to_string(), result.cells, result.overflow);
+        self.push_frame(
+            path.display().to_string(),
+            result.cells,
+            result.overflow,
+            result.clipping,
+        );
         self.done()
     }
 
-    fn push_frame(&mut self, source: String, mut cells: Vec<Cell>, overflow: bool) {
+    fn push_frame(
+        &mut self,
+        source: String,
+        mut cells: Vec<Cell>,
+        overflow: bool,
+        clipping: Option<Clipping>,
+    ) {
         let frame = self.frames.len();
         let mut counted = 0;
         for (i, cell) in cells.iter_mut().enumerate() {
@@ -200,6 +214,7 @@ impl Report {
             counted,
             overflow,
             error: None,
+            clipping,
         });
     }
 
@@ -211,12 +226,34 @@ impl Report {
             counted: 0,
             overflow: false,
             error: Some(message.to_string()),
+            clipping: None,
         });
     }
 
     /// Frames that failed.
     pub fn errors(&self) -> usize {
         self.frames.iter().filter(|f| f.error.is_some()).count()
+    }
+
+    /// Frames the camera over-exposed ([`crate::exposure`]).
+    pub fn over_exposed(&self) -> usize {
+        self.frames.iter().filter(|f| f.clipping.is_some()).count()
+    }
+
+    /// `3 of 12 frames over-exposed (the worst: …)`, when any was.
+    pub fn exposure_warning(&self) -> Option<String> {
+        let worst = self
+            .frames
+            .iter()
+            .filter_map(|f| f.clipping.map(|c| (f, c)))
+            .max_by(|a, b| a.1.worst().total_cmp(&b.1.worst()))?;
+        Some(format!(
+            "{} of {} frames {}; the worst is {}",
+            self.over_exposed(),
+            self.frames.len(),
+            worst.1,
+            worst.0.source
+        ))
     }
 
     /// Flags against the adult reference ranges.
@@ -290,6 +327,9 @@ impl Report {
         s += &format!("  {:<12} {:>4}\n", UNIDENTIFIED, d.unidentified());
         for f in self.flags() {
             s += &format!("  flag: {f}\n");
+        }
+        if let Some(w) = self.exposure_warning() {
+            s += &format!("  warning: {w}\n");
         }
         s += &format!("  {}\n", self.made_by());
         s

@@ -56,6 +56,7 @@ fn result(cells: Vec<Cell>) -> FrameResult {
         height: 480,
         rbc_px: None,
         scale_error: None,
+        clipping: None,
     }
 }
 
@@ -136,6 +137,44 @@ fn json_has_the_promised_shape() {
         .as_str()
         .unwrap()
         .contains("bad.jpg"));
+}
+
+#[test]
+fn an_over_exposed_frame_is_counted_and_warned_of_in_every_form() {
+    let mut r = report(100);
+    r.add_frame(Path::new("a.jpg"), result(vec![cell(Some(3), 0.93)]));
+    let bright = FrameResult {
+        clipping: Some(Clipping {
+            share: [0.6234, 0.41, 0.0],
+        }),
+        ..result(vec![cell(Some(1), 0.9)])
+    };
+    r.add_frame(Path::new("bright.jpg"), bright);
+    assert_eq!(r.differential.total(), 2, "its cells still count");
+    assert_eq!(r.over_exposed(), 1);
+    let v = json::to_value(&r);
+    assert_eq!(v["over_exposed"], 1);
+    assert!(v["frames"][0].get("clipped").is_none());
+    assert_eq!(
+        v["frames"][1]["clipped"],
+        serde_json::json!([0.62, 0.41, 0.0])
+    );
+    let summary = r.summary();
+    assert!(
+        summary.contains("warning: 1 of 2 frames over-exposed: 62 % of red, 41 % of green")
+            && summary.contains("bright.jpg"),
+        "{summary}"
+    );
+    let html = html::to_string(&r).unwrap();
+    assert!(
+        html.contains("Warning: 1 of 2 frames over-exposed"),
+        "{html}"
+    );
+    // A report with no clipped frame says nothing of exposure.
+    let mut r = report(100);
+    r.add_frame(Path::new("a.jpg"), result(vec![cell(Some(3), 0.93)]));
+    assert_eq!(r.exposure_warning(), None);
+    assert!(!r.summary().contains("over-exposed"));
 }
 
 #[test]

@@ -525,6 +525,7 @@ mod cases {
             stage: None,
             focus: 0,
             cells: 0,
+            clipped: None,
         });
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()

@@ -149,8 +149,33 @@ fn edge_int8_agrees_with_float_on_the_sample_cells() {
     }
 }
 
-/// tract and onnxruntime on the same int8 file: within one step of the quantized output.
+/// Whether onnxruntime's integer kernels are a trustworthy oracle on this CPU. On x86-64 without VNNI
+/// (AVX2 only: e.g. AMD Zen 3) its u8×s8 convolution sums pairs of products in 16 bits, which saturate
+/// (onnxruntime documents `reduce_range` "for better accuracy on non-VNNI CPUs"): on a Zen 3 EPYC it
+/// differs from tract by 0.54 on the edge net (a step being 0.018) and by 1.34 on the zoo, while tract's
+/// int8 passes the float-model checks there (the zoo within 0.05 of a largest logit of 4.2). Elsewhere (VNNI, AMX, aarch64) the comparison runs.
+fn onnxruntime_int8_is_exact() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+/// tract and onnxruntime on the same int8 file: within one step of the quantized output. Skipped, saying
+/// so, on a CPU where onnxruntime's int8 kernels saturate ([`onnxruntime_int8_is_exact`]).
 fn assert_runtimes_agree(name: &str, bytes: &[u8], x: &Tensor) {
+    if !onnxruntime_int8_is_exact() {
+        eprintln!(
+            "SKIPPED {name}: tract against onnxruntime: this x86-64 CPU has no VNNI, where \
+             onnxruntime's int8 convolution saturates; the float-model checks still run"
+        );
+        return;
+    }
     let step = output_step(&ModelProto::decode(bytes).expect("decodes"));
     let t = run_tract(bytes, x).expect("tract runs");
     let o = run_onnxruntime(name, bytes, x);

@@ -197,6 +197,24 @@ pub enum Event<'a> {
     },
 }
 
+impl Event<'_> {
+    /// What to tell the technologist about the lamp and the camera's exposure, if this event says anything:
+    /// the lamp was lowered ([`Event::Exposure`]), or a frame was counted clipped even at [`MIN_LIGHT`].
+    pub fn exposure_notice(&self) -> Option<String> {
+        match self {
+            Event::Exposure { from, to, clipping } => {
+                Some(format!("light {from} ‰: {clipping}; lowered to {to} ‰"))
+            }
+            Event::FrameCommitted {
+                field,
+                clipping: Some(c),
+                ..
+            } => Some(format!("field {field}: {c}, even at the lowest lamp level")),
+            _ => None,
+        }
+    }
+}
+
 /// How a session ended (without an error).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -780,6 +798,8 @@ mod tests {
             let out = run(&mut m, &mut Fixed(3), &mut j, &cfg, &mut |e| match e {
                 Event::Exposure { from, to, clipping } => {
                     assert!(clipping.is_over(), "{clipping:?}");
+                    let notice = e.exposure_notice().expect("a notice");
+                    assert!(notice.contains(&format!("lowered to {to} ‰")), "{notice}");
                     steps.push((*from, *to));
                 }
                 Event::FrameCommitted {

@@ -255,9 +255,7 @@ where
                 delay.as_millis()
             ),
             Event::Prompt(msg) => eprintln!(">>> {msg}"),
-            Event::Exposure { from, to, clipping } => {
-                eprintln!("light {from} ‰: {clipping}; lowered to {to} ‰")
-            }
+            Event::Exposure { .. } => eprintln!("{}", e.exposure_notice().unwrap_or_default()),
             Event::Captured { .. } => {}
             // A closed stdout (`| head`) does not stop the count: every cell is in the journal.
             Event::Cell { field, cell } if !json => {
@@ -269,14 +267,9 @@ where
                 );
             }
             Event::Cell { .. } => {}
-            Event::FrameCommitted {
-                field,
-                counted,
-                clipping,
-                ..
-            } => {
-                if let Some(c) = clipping {
-                    eprintln!("warning: field {field}: {c}, even at the lowest lamp level");
+            Event::FrameCommitted { counted, .. } => {
+                if let Some(n) = e.exposure_notice() {
+                    eprintln!("warning: {n}");
                 }
                 if stop.limited() {
                     eprintln!("counted {counted}/{}", stop.target)

@@ -718,9 +718,7 @@ impl Worker {
                     Event::Retry { error, .. } => {
                         p.message = Some(format!("camera: {error}; retrying"))
                     }
-                    Event::Exposure { from, to, clipping } => {
-                        p.message = Some(format!("light {from} ‰: {clipping}; lowered to {to} ‰"))
-                    }
+                    Event::Exposure { .. } => p.message = e.exposure_notice(),
                     Event::Captured { frame, .. } => {
                         // At most a few frames a second: encoding is not free on a Pi.
                         if last_live.elapsed() >= Duration::from_millis(200) {
@@ -731,15 +729,9 @@ impl Worker {
                         }
                     }
                     Event::Cell { cell, .. } => p.pending.push((*cell).clone()),
-                    Event::FrameCommitted {
-                        field,
-                        counted,
-                        clipping,
-                        ..
-                    } => {
-                        if let Some(c) = clipping {
-                            p.message =
-                                Some(format!("field {field}: {c}, even at the lowest lamp level"));
+                    Event::FrameCommitted { counted, .. } => {
+                        if let Some(n) = e.exposure_notice() {
+                            p.message = Some(n);
                         }
                         for c in p.pending.drain(..) {
                             if p.running.total() < *counted {
